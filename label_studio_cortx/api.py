@@ -1,0 +1,151 @@
+"""REST views: Label Studio's storage views bound to the CORTX models, plus friendlier errors."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from django.template.loader import render_to_string
+from drf_spectacular.utils import extend_schema
+from io_storages.api import (
+    ExportStorageDetailAPI,
+    ExportStorageFormLayoutAPI,
+    ExportStorageListAPI,
+    ExportStorageSyncAPI,
+    ExportStorageValidateAPI,
+    ImportStorageDetailAPI,
+    ImportStorageFormLayoutAPI,
+    ImportStorageListAPI,
+    ImportStorageListFilesAPI,
+    ImportStorageSyncAPI,
+    ImportStorageValidateAPI,
+)
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+
+from . import conf
+from .models import CortxExportStorage, CortxImportStorage
+from .serializers import CortxExportStorageSerializer, CortxImportStorageSerializer
+
+TAGS = ["Storage: CORTX S3"]
+
+
+def validated_instance(request, serializer_class):
+    """Label Studio's validate_storage_instance, without replacing our specific error messages."""
+    model = serializer_class.Meta.model
+    storage_id = request.data.get("id")
+    instance = None
+    if storage_id:
+        instance = get_object_or_404(model.objects.all(), pk=storage_id)
+        if not instance.has_permission(request.user):
+            raise PermissionDenied()
+    # The serializer's validate() checks the connection and raises the specific message.
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    data = {k: v for k, v in serializer.validated_data.items() if k != "id"}
+    if instance is None:
+        return model(**data)
+    for key, value in data.items():
+        if key in serializer.secure_fields and not value:
+            continue
+        setattr(instance, key, value)
+    return instance
+
+
+@extend_schema(tags=TAGS, summary="List or create CORTX S3 source storages")
+class CortxImportStorageListAPI(ImportStorageListAPI):
+    queryset = CortxImportStorage.objects.all()
+    serializer_class = CortxImportStorageSerializer
+
+
+@extend_schema(tags=TAGS, summary="Get, update or delete a CORTX S3 source storage")
+class CortxImportStorageDetailAPI(ImportStorageDetailAPI):
+    queryset = CortxImportStorage.objects.all()
+    serializer_class = CortxImportStorageSerializer
+
+
+@extend_schema(tags=TAGS, summary="Sync tasks from a CORTX S3 source storage")
+class CortxImportStorageSyncAPI(ImportStorageSyncAPI):
+    serializer_class = CortxImportStorageSerializer
+
+
+@extend_schema(tags=TAGS, summary="Check a CORTX S3 source storage connection")
+class CortxImportStorageValidateAPI(ImportStorageValidateAPI):
+    serializer_class = CortxImportStorageSerializer
+
+    def create(self, request, *args, **kwargs):
+        validated_instance(request, self.serializer_class)
+        return Response()
+
+
+class CortxImportStorageListFilesAPI(ImportStorageListFilesAPI):
+    def __init__(self, *args, **kwargs):
+        super().__init__(serializer_class=CortxImportStorageSerializer, *args, **kwargs)
+
+    @extend_schema(exclude=True)
+    def create(self, request, *args, **kwargs):
+        from django.conf import settings
+
+        instance = validated_instance(request, self.serializer_class)
+        limit = int(request.data.get("limit", settings.DEFAULT_STORAGE_LIST_LIMIT))
+        files = []
+        for obj in instance.iter_objects():
+            files.append(instance.get_unified_metadata(obj))
+            if len(files) >= limit:
+                files.append({"key": None, "last_modified": None, "size": None})
+                break
+        return Response({"files": files})
+
+
+class FormLayoutMixin:
+    """Form layouts are templates, rendered with the admin's defaults (endpoint, region, TLS policy)."""
+
+    template_name = "label_studio_cortx/form_layout.yml"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        # Values go in as JSON, which is valid YAML whatever characters they hold.
+        context = {
+            "endpoint_placeholder": json.dumps(
+                f"{conf.default_endpoint()} (default)" if conf.default_endpoint() else "https://s3.example.com"
+            ),
+            "default_region": json.dumps(conf.default_region()),
+            "allow_insecure_tls": conf.allow_insecure_tls(),
+        }
+        layout = yaml.safe_load(render_to_string(self.template_name, context))
+        return Response(layout[self.storage_type])
+
+
+class CortxImportStorageFormLayoutAPI(FormLayoutMixin, ImportStorageFormLayoutAPI):
+    pass
+
+
+@extend_schema(tags=TAGS, summary="Check a CORTX S3 target storage connection")
+class CortxExportStorageValidateAPI(ExportStorageValidateAPI):
+    serializer_class = CortxExportStorageSerializer
+
+    def create(self, request, *args, **kwargs):
+        validated_instance(request, self.serializer_class)
+        return Response()
+
+
+@extend_schema(tags=TAGS, summary="List or create CORTX S3 target storages")
+class CortxExportStorageListAPI(ExportStorageListAPI):
+    queryset = CortxExportStorage.objects.all()
+    serializer_class = CortxExportStorageSerializer
+
+
+@extend_schema(tags=TAGS, summary="Get, update or delete a CORTX S3 target storage")
+class CortxExportStorageDetailAPI(ExportStorageDetailAPI):
+    queryset = CortxExportStorage.objects.all()
+    serializer_class = CortxExportStorageSerializer
+
+
+@extend_schema(tags=TAGS, summary="Write annotations to a CORTX S3 target storage")
+class CortxExportStorageSyncAPI(ExportStorageSyncAPI):
+    serializer_class = CortxExportStorageSerializer
+
+
+class CortxExportStorageFormLayoutAPI(FormLayoutMixin, ExportStorageFormLayoutAPI):
+    pass

@@ -1,0 +1,77 @@
+"""Plugin settings with their defaults, read from Django settings at call time.
+
+Every knob an admin can turn lives here, so the rest of the code never guesses a default. Values are
+read lazily (not at import) because tests and ``override_settings`` change them at run time.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+DEFAULTS: dict[str, object] = {
+    # Comma-separated origins (scheme://host[:port]) that may resolve to private addresses.
+    "CORTX_TRUSTED_ENDPOINTS": [],
+    # Path of a PEM file trusted for every CORTX connection that brings no CA bundle of its own.
+    "CORTX_DEFAULT_CA_BUNDLE": "",
+    # Whether a storage may switch TLS verification off (always logged as a warning).
+    "CORTX_ALLOW_INSECURE_TLS": True,
+    "CORTX_CONNECT_TIMEOUT": 5.0,
+    "CORTX_READ_TIMEOUT": 60.0,
+    "CORTX_MAX_ATTEMPTS": 3,
+    "CORTX_MAX_POOL_CONNECTIONS": 32,
+    "CORTX_DEFAULT_REGION": "us-east-1",
+    # Pre-filled in the storage form for users.
+    "CORTX_DEFAULT_ENDPOINT": "",
+    "CORTX_CLIENT_CACHE_SIZE": 64,
+}
+
+
+def get(name: str) -> object:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def trusted_endpoints() -> list[str]:
+    value = get("CORTX_TRUSTED_ENDPOINTS")
+    if isinstance(value, str):
+        value = value.split(",")
+    return [item.strip() for item in value or [] if item and item.strip()]
+
+
+def default_ca_bundle() -> str:
+    return str(get("CORTX_DEFAULT_CA_BUNDLE") or "")
+
+
+def allow_insecure_tls() -> bool:
+    return bool(get("CORTX_ALLOW_INSECURE_TLS"))
+
+
+def connect_timeout() -> float:
+    return float(get("CORTX_CONNECT_TIMEOUT"))
+
+
+def read_timeout() -> float:
+    return float(get("CORTX_READ_TIMEOUT"))
+
+
+def max_attempts() -> int:
+    return int(get("CORTX_MAX_ATTEMPTS"))
+
+
+def max_pool_connections() -> int:
+    return int(get("CORTX_MAX_POOL_CONNECTIONS"))
+
+
+def default_region() -> str:
+    return str(get("CORTX_DEFAULT_REGION") or "us-east-1")
+
+
+def default_endpoint() -> str:
+    return str(get("CORTX_DEFAULT_ENDPOINT") or "")
+
+
+def client_cache_size() -> int:
+    return int(get("CORTX_CLIENT_CACHE_SIZE"))
+
+
+def ssrf_protection_enabled() -> bool:
+    return bool(getattr(settings, "SSRF_PROTECTION_ENABLED", True))

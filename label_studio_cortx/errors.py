@@ -1,0 +1,170 @@
+"""Turning connection failures into messages a person can act on, with secrets scrubbed out.
+
+Label Studio hides errors from unknown S3 domains behind "Debugging info is not available"; CORTX
+stores are always on unknown domains, so each failure class gets its own explanation instead.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from rest_framework.exceptions import ValidationError
+
+from .ca_bundle import CABundleError
+from .endpoints import EndpointError
+
+
+class StorageConnectionError(ValidationError):
+    """A storage operation failed; ``str()`` is safe to show to users.
+
+    A DRF ValidationError so that every API path answers 400 with the message, and Label Studio's
+    sync bookkeeping (``info_set_failed``) stores the message rather than a bare traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _chain_text(exc: BaseException) -> str:
+    parts = []
+    for item in _chain(exc):
+        parts.append(f"{type(item).__name__}: {item}")
+        for arg in getattr(item, "args", ()):
+            if isinstance(arg, BaseException):
+                parts.append(f"{type(arg).__name__}: {arg}")
+        kwargs = getattr(item, "kwargs", None)
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("error"), BaseException):
+            parts.append(f"{type(kwargs['error']).__name__}: {kwargs['error']}")
+    return " | ".join(parts)
+
+
+def describe(exc: BaseException, *, endpoint: str, bucket: str | None = None, prefix: str | None = None) -> str:
+    """One human sentence (or two) for a failure talking to ``endpoint``."""
+    where = f"bucket '{bucket}'" if bucket else "the store"
+    if isinstance(exc, StorageConnectionError):
+        return str(exc)
+    if isinstance(exc, (CABundleError, EndpointError)):
+        return str(exc)
+    if isinstance(exc, ClientError):
+        return _describe_client_error(exc, endpoint=endpoint, where=where, bucket=bucket)
+    if isinstance(exc, NoCredentialsError):
+        return "No access key was given: enter the access key ID and secret access key of an S3 user."
+    if isinstance(exc, ParamValidationError):
+        return f"The request to {endpoint} was refused by the client: {exc.kwargs.get('report', exc)}"
+
+    text = _chain_text(exc)
+    lowered = text.lower()
+    if isinstance(exc, SSLError) or "ssl" in lowered or "certificate" in lowered:
+        if (
+            "certificate verify failed" in lowered
+            or "self-signed" in lowered
+            or "unable to get local issuer" in lowered
+        ):
+            if "hostname mismatch" in lowered or "doesn't match" in lowered or "not valid for" in lowered:
+                return (
+                    f"The TLS certificate of {endpoint} does not name this host: connect with a host name "
+                    "the certificate lists, or reissue the certificate."
+                )
+            return (
+                f"The TLS certificate of {endpoint} is not trusted: paste the CA certificate (PEM) that signed "
+                "it into 'CA bundle', or ask your admin to set CORTX_DEFAULT_CA_BUNDLE."
+            )
+        if "wrong version number" in lowered or "record layer failure" in lowered or "unknown protocol" in lowered:
+            return f"TLS handshake with {endpoint} failed: the endpoint may speak plain HTTP; try http:// instead."
+        if "no such file" in lowered or "could not find a suitable tls ca certificate bundle" in lowered:
+            return "The CA bundle file configured by the admin (CORTX_DEFAULT_CA_BUNDLE) cannot be read."
+        return f"TLS connection to {endpoint} failed: {_short(exc)}"
+    if isinstance(exc, ConnectTimeoutError) or "connecttimeout" in lowered:
+        return f"Connecting to {endpoint} timed out: check the host, port and firewall."
+    if isinstance(exc, ReadTimeoutError) or "read timed out" in lowered:
+        return f"{endpoint} accepted the connection but did not answer in time: the service may be overloaded."
+    if (
+        "name or service not known" in lowered
+        or "nodename nor servname" in lowered
+        or "temporary failure in name resolution" in lowered
+        or "nameresolutionerror" in lowered
+        or "failed to resolve" in lowered
+        or isinstance(_first(exc, socket.gaierror), socket.gaierror)
+    ):
+        return f"The host of endpoint {endpoint} cannot be resolved: check the host name in the endpoint URL."
+    if "connection refused" in lowered or "errno 111" in lowered:
+        return f"Connection to {endpoint} was refused: check the port and that the S3 service is running."
+    if "timed out" in lowered:
+        return f"Connecting to {endpoint} timed out: check the host, port and firewall."
+    if isinstance(exc, EndpointConnectionError) or "connection" in lowered:
+        return f"Could not connect to {endpoint}: {_short(exc)}"
+    if isinstance(exc, BotoCoreError):
+        return f"Request to {endpoint} failed: {_short(exc)}"
+    return f"Request to {endpoint} failed: {_short(exc)}"
+
+
+def _describe_client_error(exc: ClientError, *, endpoint: str, where: str, bucket: str | None) -> str:
+    error = exc.response.get("Error", {}) or {}
+    code = str(error.get("Code") or "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == "SignatureDoesNotMatch":
+        return (
+            "The secret access key is wrong for this access key ID (the endpoint rejected the request "
+            "signature). Re-enter the secret access key."
+        )
+    if code in ("InvalidAccessKeyId", "InvalidClientTokenId", "AuthorizationHeaderMalformed"):
+        return "The access key ID is not known to the endpoint. Check the access key ID."
+    if code in ("ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
+        return "The session token is expired or invalid. Enter a fresh session token or leave it empty."
+    if code in ("NoSuchBucket",) or (status == 404 and code in ("404", "NotFound", "")):
+        return f"Bucket '{bucket}' does not exist at {endpoint}. Check the bucket name."
+    if code in ("AccessDenied", "AllAccessDisabled", "Forbidden", "403") or status == 403:
+        return (
+            f"Access to {where} was denied with these credentials: the key is valid but lacks permission "
+            "(it needs at least list and read; write and delete for a target storage)."
+        )
+    if code == "PermanentRedirect" or status == 301:
+        return f"{endpoint} redirected the request: set the right region, or switch on path-style addressing."
+    if code in ("NotImplemented", "MethodNotAllowed"):
+        return f"{endpoint} does not support this request ({code}): {error.get('Message', '')}".strip()
+    message = error.get("Message") or ""
+    return f"{endpoint} answered {status} {code}: {message}".strip()
+
+
+def _first(exc: BaseException, kind: type):
+    for item in _chain(exc):
+        if isinstance(item, kind):
+            return item
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove every secret (and AWS-style credential scopes) from a text meant for logs or users."""
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return re.sub(r"Credential=[^/,\s]+", "Credential=***", text)

@@ -1,0 +1,194 @@
+"""CORTX import (source) and export (target) storages and their link tables.
+
+They subclass Label Studio's *abstract* S3 bases, never the concrete S3 models: a CORTX row must
+never show up as an S3 row, be resolved by the plain AWS client, or be exported by S3's receivers.
+Listing and task reading live in ``sync.py``, writing and deleting annotations in ``export.py``;
+the models only carry configuration and delegate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlparse
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from io_storages.base_models import (
+    ExportStorage,
+    ExportStorageLink,
+    ImportStorageLink,
+    ProjectStorageMixin,
+)
+from io_storages.s3.models import S3ImportStorageBase, S3StorageMixin
+from io_storages.utils import StorageObject, storage_can_resolve_bucket_url
+
+from . import client as client_factory
+from .errors import StorageConnectionError, describe
+
+logger = logging.getLogger(__name__)
+
+
+class CortxStorageMixin(S3StorageMixin):
+    """Connection settings shared by source and target storages."""
+
+    s3_endpoint = models.TextField(
+        _("s3_endpoint"), help_text="S3 endpoint URL that Label Studio connects to, e.g. https://s3.example.com"
+    )
+    force_path_style = models.BooleanField(
+        _("force_path_style"), default=True, help_text="Address buckets as https://endpoint/bucket/key"
+    )
+    ca_bundle = models.TextField(
+        _("ca_bundle"), null=True, blank=True, help_text="PEM certificate(s) of the CA(s) to trust for this endpoint"
+    )
+    verify_tls = models.BooleanField(
+        _("verify_tls"), default=True, help_text="Verify the TLS certificate of the endpoint"
+    )
+
+    class Meta:
+        abstract = True
+
+    # --- the client -------------------------------------------------------------------------
+    def connection_config(self) -> client_factory.ConnectionConfig:
+        return client_factory.ConnectionConfig.build(
+            self.s3_endpoint or "",
+            region_name=self.region_name,
+            access_key_id=self.aws_access_key_id,
+            secret_access_key=self.aws_secret_access_key,
+            session_token=self.aws_session_token,
+            force_path_style=self.force_path_style,
+            ca_bundle_pem=self.ca_bundle,
+            verify_tls=self.verify_tls,
+        )
+
+    def get_client(self):
+        try:
+            return client_factory.get_client(self.connection_config())
+        except Exception as exc:
+            raise self.connection_error(exc) from None
+
+    def get_client_and_resource(self):
+        # boto3 resources are not used by this storage type: every call goes through the client.
+        return self.get_client(), None
+
+    def get_client_and_bucket(self, validate_connection: bool = True):
+        client = self.get_client()
+        if validate_connection:
+            self.validate_connection(client)
+        return client, self.bucket
+
+    def connection_error(self, exc: BaseException) -> StorageConnectionError:
+        """A user-safe error for a failure while talking to this storage's endpoint."""
+        if isinstance(exc, StorageConnectionError):
+            return exc
+        message = describe(exc, endpoint=self.s3_endpoint or "", bucket=self.bucket, prefix=self.prefix)
+        return StorageConnectionError(message)
+
+    # --- checks -----------------------------------------------------------------------------
+    def validate_connection(self, client=None) -> None:
+        from .connection_check import check_connection
+
+        check_connection(self, client)
+
+    @property
+    def path_full(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix or ''}"
+
+    @property
+    def type_full(self) -> str:
+        return "CORTX S3"
+
+    def get_bytes_stream(self, uri: str, range_header: str | None = None):
+        """Stream an object for Label Studio's media proxy, forwarding a single Range."""
+        parsed = urlparse(uri, allow_fragments=False)
+        params: dict[str, Any] = {"Bucket": parsed.netloc, "Key": parsed.path.lstrip("/")}
+        if range_header:
+            params["Range"] = range_header
+        try:
+            response = self.get_client().get_object(**params)
+        except Exception as exc:
+            logger.warning("CORTX storage %s: cannot stream %s: %s", self.pk, uri, self.connection_error(exc))
+            return None, None, {}
+        metadata = {
+            "ETag": response.get("ETag"),
+            "ContentLength": response.get("ContentLength"),
+            "ContentRange": response.get("ContentRange"),
+            "LastModified": response.get("LastModified"),
+            "StatusCode": response["ResponseMetadata"]["HTTPStatusCode"],
+        }
+        return response["Body"], response.get("ContentType"), metadata
+
+
+class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
+    # CORTX v1 has neither presigned URLs nor CORS: proxy media through Label Studio by default.
+    presign = models.BooleanField(_("presign"), default=False, help_text="Generate presigned URLs")
+    public_endpoint = models.TextField(
+        _("public_endpoint"),
+        null=True,
+        blank=True,
+        help_text="Endpoint URL browsers use for presigned links, when it differs from s3_endpoint",
+    )
+
+    class Meta:
+        abstract = True
+
+    def iter_objects(self):
+        from .sync import iter_objects
+
+        return iter_objects(self)
+
+    def iter_keys(self):
+        for obj in self.iter_objects():
+            yield obj["Key"]
+
+    def get_unified_metadata(self, obj) -> dict:
+        return {"key": obj["Key"], "last_modified": obj.get("LastModified"), "size": obj.get("Size")}
+
+    def get_data(self, key: str) -> list[StorageObject]:
+        from .sync import read_task_data
+
+        return read_task_data(self, key)
+
+    def scan_and_create_links(self):
+        return self._scan_and_create_links(CortxImportStorageLink)
+
+    def generate_http_url(self, url: str) -> str:
+        from .media import presigned_url
+
+        return presigned_url(self, url)
+
+    def can_resolve_url(self, url: str | None) -> bool:
+        return storage_can_resolve_bucket_url(self, url)
+
+    def get_blob_metadata(self, key: str) -> dict:
+        try:
+            response = self.get_client().head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise self.connection_error(exc) from None
+        response.pop("ResponseMetadata", None)
+        return response
+
+
+class CortxImportStorage(ProjectStorageMixin, CortxImportStorageBase):
+    class Meta:
+        abstract = False
+
+
+class CortxExportStorage(CortxStorageMixin, ExportStorage):
+    def save_annotation(self, annotation) -> None:
+        from .export import save_annotation
+
+        save_annotation(self, annotation)
+
+    def delete_annotation(self, annotation) -> None:
+        from .export import delete_annotation
+
+        delete_annotation(self, annotation)
+
+
+class CortxImportStorageLink(ImportStorageLink):
+    storage = models.ForeignKey(CortxImportStorage, on_delete=models.CASCADE, related_name="links")
+
+
+class CortxExportStorageLink(ExportStorageLink):
+    storage = models.ForeignKey(CortxExportStorage, on_delete=models.CASCADE, related_name="links")

@@ -1,0 +1,151 @@
+"""REST serializers: field validation with actionable messages, secrets never in a response."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from botocore.exceptions import ParamValidationError
+from botocore.handlers import validate_bucket_name
+from io_storages.serializers import ExportStorageSerializer, ImportStorageSerializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+from . import ca_bundle, conf, endpoints
+from .errors import StorageConnectionError
+from .models import CortxExportStorage, CortxImportStorage
+
+STORAGE_TYPE = "cortx"
+
+# A change to any of these means the stored connection must be checked again.
+CONNECTION_FIELDS = {
+    "bucket",
+    "prefix",
+    "regex_filter",
+    "recursive_scan",
+    "s3_endpoint",
+    "region_name",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "force_path_style",
+    "ca_bundle",
+    "verify_tls",
+}
+
+
+class CortxStorageSerializerMixin:
+    secure_fields = ["aws_access_key_id", "aws_secret_access_key", "aws_session_token"]
+
+    def to_representation(self, instance):
+        result = super().to_representation(instance)
+        for attr in self.secure_fields:
+            result.pop(attr, None)
+        return result
+
+    def validate_s3_endpoint(self, value: str) -> str:
+        if not value and self.instance is None:
+            return value  # filled from CORTX_DEFAULT_ENDPOINT in validate()
+        try:
+            value = endpoints.normalize(value or "")
+            endpoints.check_ssrf(value)
+        except endpoints.EndpointError as exc:
+            raise ValidationError(str(exc)) from None
+        return value
+
+    def validate_bucket(self, value: str | None) -> str | None:
+        if not value:
+            return value
+        value = value.strip()
+        try:
+            validate_bucket_name({"Bucket": value})
+        except ParamValidationError as exc:
+            raise ValidationError(exc.kwargs["report"]) from None
+        if not 3 <= len(value) <= 63:
+            raise ValidationError("A bucket name has 3 to 63 characters.")
+        return value
+
+    def validate_ca_bundle(self, value: str | None) -> str:
+        try:
+            return ca_bundle.normalize(value)
+        except ca_bundle.CABundleError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_verify_tls(self, value: bool) -> bool:
+        if not value and not conf.allow_insecure_tls():
+            raise ValidationError(
+                "Your admin does not allow switching TLS verification off (CORTX_ALLOW_INSECURE_TLS). "
+                "Paste the CA bundle of the endpoint instead."
+            )
+        return value
+
+    def validate_regex_filter(self, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValidationError(f"File filter regex '{value}' is invalid: {exc}.") from None
+        return value
+
+    def validate_region_name(self, value: str | None) -> str | None:
+        return value.strip() if value else value
+
+    def validate(self, data):
+        data = super().validate(data)
+        if self.instance is None and not data.get("s3_endpoint"):
+            if not conf.default_endpoint():
+                raise ValidationError({"s3_endpoint": "Enter the S3 endpoint URL, e.g. https://s3.example.com."})
+            data["s3_endpoint"] = self.validate_s3_endpoint(conf.default_endpoint())
+        if self.instance is not None and not CONNECTION_FIELDS & set(data):
+            return data
+        storage = self._storage_with(data)
+        try:
+            storage.validate_connection()
+        except StorageConnectionError as exc:
+            raise ValidationError(str(exc)) from None
+        return data
+
+    def _storage_with(self, data):
+        """The storage as it would be saved, to check its connection without saving it."""
+        model = self.Meta.model
+        if self.instance is not None:
+            storage = copy.copy(self.instance)
+        elif self.initial_data.get("id"):
+            # 'Check connection' on an existing storage: the form does not resend stored secrets.
+            storage = copy.copy(model.objects.get(pk=self.initial_data["id"]))
+        else:
+            return model(**{k: v for k, v in data.items() if k != "id"})
+        for key, value in data.items():
+            if key in self.secure_fields and not value:
+                continue
+            setattr(storage, key, value)
+        return storage
+
+
+class CortxImportStorageSerializer(CortxStorageSerializerMixin, ImportStorageSerializer):
+    type = serializers.ReadOnlyField(default=STORAGE_TYPE)
+    presign = serializers.BooleanField(required=False, default=False)
+
+    def validate_public_endpoint(self, value: str | None) -> str | None:
+        if not value:
+            return value
+        try:
+            return endpoints.normalize(value)
+        except endpoints.EndpointError as exc:
+            raise ValidationError(str(exc)) from None
+
+    class Meta:
+        model = CortxImportStorage
+        # CORTX answers NotImplemented to server-side encryption headers.
+        exclude = ["aws_sse_kms_key_id"]
+        extra_kwargs = {"s3_endpoint": {"required": False, "allow_blank": True}}
+
+
+class CortxExportStorageSerializer(CortxStorageSerializerMixin, ExportStorageSerializer):
+    type = serializers.ReadOnlyField(default=STORAGE_TYPE)
+
+    class Meta:
+        model = CortxExportStorage
+        # CORTX answers NotImplemented to server-side encryption headers.
+        exclude = ["aws_sse_kms_key_id"]
+        extra_kwargs = {"s3_endpoint": {"required": False, "allow_blank": True}}

@@ -1,0 +1,53 @@
+"""Django settings for Label Studio with the CORTX S3 storage type: ``DJANGO_SETTINGS_MODULE=label_studio_cortx.settings``.
+
+The one setting an admin changes, for the web process and every RQ worker. It extends Label
+Studio's own settings module and adds the app, its storage type, routes and plugin settings.
+"""
+
+import os
+import sys
+from importlib import resources
+
+import label_studio
+
+# Label Studio imports its modules by top-level names (core, io_storages, ...).
+_LABEL_STUDIO_DIR = os.path.dirname(label_studio.__file__)
+if _LABEL_STUDIO_DIR not in sys.path:
+    sys.path.insert(0, _LABEL_STUDIO_DIR)
+
+# Label Studio's settings module reads django.conf.settings while it is being imported, so during
+# that import the variable must name Label Studio's module, not this one.
+_own_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+os.environ["DJANGO_SETTINGS_MODULE"] = "label_studio.core.settings.label_studio"
+try:
+    from label_studio.core.settings.label_studio import *  # noqa: F401,F403,E402
+    from label_studio.core.settings.label_studio import (  # noqa: E402
+        INSTALLED_APPS,
+        IO_STORAGES_IMPORT_LINK_NAMES,
+        TEMPLATES,
+    )
+    from label_studio.core.utils.params import get_bool_env, get_env  # noqa: E402
+finally:
+    if _own_module is None:
+        del os.environ["DJANGO_SETTINGS_MODULE"]
+    else:
+        os.environ["DJANGO_SETTINGS_MODULE"] = _own_module
+
+INSTALLED_APPS = [*INSTALLED_APPS, "label_studio_cortx.apps.CortxStorageConfig"]
+GET_STORAGE_LIST = "label_studio_cortx.storage_list.get_storage_list"
+IO_STORAGES_IMPORT_LINK_NAMES = [*IO_STORAGES_IMPORT_LINK_NAMES, "io_storages_cortx_cortximportstoragelink"]
+ROOT_URLCONF = "label_studio_cortx.root_urls"
+
+# Templates are package data (mapped from the top-level templates/ folder): found through the
+# package's resources so that wheel and editable installs both work.
+TEMPLATES[0]["DIRS"] = [*TEMPLATES[0]["DIRS"], str(resources.files("label_studio_cortx.templates"))]
+
+# --- CORTX S3 settings (defaults and meaning: label_studio_cortx/conf.py, README "Admin guide") ---
+CORTX_TRUSTED_ENDPOINTS = [e.strip() for e in get_env("CORTX_TRUSTED_ENDPOINTS", "").split(",") if e.strip()]
+CORTX_DEFAULT_CA_BUNDLE = get_env("CORTX_DEFAULT_CA_BUNDLE", "")
+CORTX_ALLOW_INSECURE_TLS = get_bool_env("CORTX_ALLOW_INSECURE_TLS", True)
+CORTX_CONNECT_TIMEOUT = float(get_env("CORTX_CONNECT_TIMEOUT", 5))
+CORTX_READ_TIMEOUT = float(get_env("CORTX_READ_TIMEOUT", 60))
+CORTX_MAX_ATTEMPTS = int(get_env("CORTX_MAX_ATTEMPTS", 3))
+CORTX_DEFAULT_REGION = get_env("CORTX_DEFAULT_REGION", "us-east-1")
+CORTX_DEFAULT_ENDPOINT = get_env("CORTX_DEFAULT_ENDPOINT", "")

@@ -1,0 +1,66 @@
+"""Shared fixtures: a Label Studio user, organization and project, and a logged-in API client.
+
+Real S3 endpoints (moto over HTTP and HTTPS, and the CORTX-profile filter) come from
+tests/endpoint_fixtures.py.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Label Studio writes its data dir and secret key at settings import; keep that out of $HOME.
+os.environ.setdefault("LABEL_STUDIO_BASE_DATA_DIR", tempfile.mkdtemp(prefix="ls-cortx-test-"))
+
+import pytest  # noqa: E402
+
+pytest_plugins = ["tests.endpoint_fixtures"]
+
+IMAGE_CONFIG = """
+<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="Cat"/><Label value="Dog"/>
+  </RectangleLabels>
+  <Choices name="quality" toName="image"><Choice value="good"/><Choice value="bad"/></Choices>
+</View>
+"""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clients():
+    from label_studio_cortx import client
+
+    client.clear_cache()
+    yield
+    client.clear_cache()
+
+
+@pytest.fixture
+def user(db):
+    from organizations.models import Organization
+    from users.models import User
+
+    user = User.objects.create_user(email="owner@example.com", password="secret-pass-123", username="owner")
+    organization = Organization.create_organization(created_by=user, title="Test organization")
+    user.active_organization = organization
+    user.save(update_fields=["active_organization"])
+    return user
+
+
+@pytest.fixture
+def project(user):
+    from projects.models import Project
+
+    return Project.objects.create(
+        title="CORTX project", created_by=user, organization=user.active_organization, label_config=IMAGE_CONFIG
+    )
+
+
+@pytest.fixture
+def api(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client

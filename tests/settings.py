@@ -1,0 +1,11 @@
+"""Test settings: the plugin's settings module, with Label Studio kept off the internet."""
+
+import os
+import tempfile
+
+os.environ.setdefault("LABEL_STUDIO_BASE_DATA_DIR", tempfile.mkdtemp(prefix="ls-cortx-test-"))
+# Label Studio reports errors to its Sentry project by default.
+os.environ["SENTRY_DSN"] = ""
+os.environ["FRONTEND_SENTRY_DSN"] = ""
+
+from label_studio_cortx.settings import *  # noqa: E402,F401,F403

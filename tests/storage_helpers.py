@@ -1,0 +1,51 @@
+"""Small helpers shared by the storage tests: payloads, seeding buckets, reading API errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+
+def new_bucket(endpoint, prefix: str = "cortx") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    endpoint.client().create_bucket(Bucket=name)
+    return name
+
+
+def put(endpoint, bucket: str, key: str, body: bytes | str, content_type: str | None = None) -> None:
+    kwargs = {"ContentType": content_type} if content_type else {}
+    endpoint.client().put_object(
+        Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body, **kwargs
+    )
+
+
+def keys(endpoint, bucket: str, prefix: str = "") -> list[str]:
+    pages = endpoint.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+def read_json(endpoint, bucket: str, key: str):
+    return json.loads(endpoint.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def payload(endpoint, bucket: str, project=None, **extra) -> dict:
+    data = {
+        "title": "CORTX",
+        "bucket": bucket,
+        "s3_endpoint": endpoint.url,
+        "aws_access_key_id": endpoint.access_key,
+        "aws_secret_access_key": endpoint.secret_key,
+        "region_name": "us-east-1",
+        "force_path_style": True,
+    }
+    if endpoint.ca_pem:
+        data["ca_bundle"] = endpoint.ca_pem
+    if project is not None:
+        data["project"] = project.id
+    data.update(extra)
+    return data
+
+
+def error_text(response) -> str:
+    """Every human message of an error response, flattened (Label Studio nests validation errors)."""
+    return json.dumps(response.json())

@@ -1,0 +1,560 @@
+"""The CORTX storage type through Label Studio's REST API, against real S3 endpoints on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import threading
+
+import pytest
+from django.test import override_settings
+
+from tests.storage_helpers import error_text, keys, new_bucket, payload, put, read_json
+
+SECRET_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+
+
+@pytest.fixture
+def trust(settings):
+    """Trust the given endpoints as an admin would (they are on 127.0.0.1, which SSRF blocks)."""
+
+    def _trust(*endpoints):
+        settings.CORTX_TRUSTED_ENDPOINTS = [e.url for e in endpoints]
+
+    return _trust
+
+
+def create_source(api, endpoint, bucket, project, **extra):
+    response = api.post("/api/storages/cortx/", payload(endpoint, bucket, project, **extra), format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def create_target(api, endpoint, bucket, project, **extra):
+    response = api.post("/api/storages/export/cortx", payload(endpoint, bucket, project, **extra), format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+# --- listing, forms --------------------------------------------------------------------------
+def test_types_lists_cortx_for_source_and_target(api):
+    for url in ("/api/storages/types", "/api/storages/export/types"):
+        types = api.get(url).json()
+        assert {"name": "cortx", "title": "CORTX S3"} in types
+        assert any(t["name"] == "s3" for t in types)
+
+
+def _form_fields(layout):
+    names = set()
+    for row in layout:
+        for item in row.get("fields") or []:
+            if item:
+                names.add(item["name"])
+        for column in row.get("columns") or []:
+            for item in column.get("fields") or []:
+                names.add(item["name"])
+    return names
+
+
+def _form_field(layout, name):
+    for row in layout:
+        items = list(row.get("fields") or []) + [f for c in row.get("columns") or [] for f in c.get("fields") or []]
+        for item in items:
+            if item and item["name"] == name:
+                return item
+    raise KeyError(name)
+
+
+def test_forms_have_every_cortx_field(api, settings):
+    settings.CORTX_DEFAULT_ENDPOINT = "https://s3.seagate.com"
+    source = api.get("/api/storages/cortx/form").json()
+    target = api.get("/api/storages/export/cortx/form").json()
+    common = {
+        "title",
+        "bucket",
+        "prefix",
+        "s3_endpoint",
+        "region_name",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "force_path_style",
+        "ca_bundle",
+        "verify_tls",
+    }
+    assert common | {
+        "regex_filter",
+        "use_blob_urls",
+        "presign",
+        "presign_ttl",
+        "public_endpoint",
+        "recursive_scan",
+    } <= _form_fields(source)
+    assert common | {"can_delete_objects"} <= _form_fields(target)
+    assert "https://s3.seagate.com" in _form_field(source, "s3_endpoint")["placeholder"]
+    # A text field with a value is read-only in Label Studio's form: defaults are placeholders.
+    assert "value" not in _form_field(source, "s3_endpoint") and "value" not in _form_field(target, "region_name")
+    assert _form_field(source, "presign")["value"] is False
+    assert _form_field(source, "force_path_style")["value"] is True
+
+
+def test_form_hides_tls_toggle_when_admin_forbids_it(api, settings):
+    settings.CORTX_ALLOW_INSECURE_TLS = False
+    assert "verify_tls" not in _form_fields(api.get("/api/storages/cortx/form").json())
+    assert "verify_tls" not in _form_fields(api.get("/api/storages/export/cortx/form").json())
+
+
+# --- create, secrets, S3 separation -------------------------------------------------------------
+def test_create_hides_secrets_and_never_shows_under_s3(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "a.jpg", b"x")
+    created = create_source(api, cortx_s3, bucket, project)
+    assert created["type"] == "cortx"
+    from label_studio_cortx.models import CortxImportStorage
+
+    # moto rejects unknown session tokens, so the token is stored directly to check it stays hidden.
+    CortxImportStorage.objects.filter(pk=created["id"]).update(aws_session_token="token-value-123")
+    assert created["presign"] is False and created["force_path_style"] is True and created["verify_tls"] is True
+    for field in SECRET_FIELDS:
+        assert field not in created
+    listed = api.get(f"/api/storages/cortx/?project={project.id}").json()
+    assert [s["id"] for s in listed] == [created["id"]]
+    detail = api.get(f"/api/storages/cortx/{created['id']}").json()
+    raw = str(listed) + str(detail)
+    for secret in (cortx_s3.access_key, cortx_s3.secret_key, "token-value-123"):
+        assert secret not in raw
+    assert api.get(f"/api/storages/s3/?project={project.id}").json() == []
+    everything = api.get(f"/api/storages/?project={project.id}").json()
+    assert [s["type"] for s in everything] == ["cortx"]
+
+    target = create_target(api, cortx_s3, bucket, project)
+    assert target["type"] == "cortx"
+    assert api.get(f"/api/storages/export/s3?project={project.id}").json() == []
+    assert all(field not in target for field in SECRET_FIELDS)
+
+
+def task_url(task):
+    data = task["data"] if isinstance(task, dict) else task.data
+    (value,) = data.values()
+    return value
+
+
+def test_endpoint_is_required(api, project):
+    response = api.post("/api/storages/cortx/", {"project": project.id, "bucket": "abc"}, format="json")
+    assert response.status_code == 400
+    assert "s3_endpoint" in error_text(response)
+
+
+def test_default_endpoint_applies_when_left_empty(api, project, cortx_s3, trust, settings):
+    trust(cortx_s3)
+    settings.CORTX_DEFAULT_ENDPOINT = cortx_s3.url
+    bucket = new_bucket(cortx_s3)
+    data = payload(cortx_s3, bucket, project)
+    del data["s3_endpoint"]
+    assert create_target(api, cortx_s3, bucket, project, s3_endpoint="")["s3_endpoint"] == cortx_s3.url
+    assert api.post("/api/storages/export/cortx/validate", data, format="json").status_code == 200
+
+
+def test_patch_updates_and_keeps_secrets(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "a.jpg", b"x")
+    created = create_source(api, cortx_s3, bucket, project)
+    response = api.patch(f"/api/storages/cortx/{created['id']}", {"title": "Renamed", "prefix": ""}, format="json")
+    assert response.status_code == 200, response.content
+    from label_studio_cortx.models import CortxImportStorage
+
+    stored = CortxImportStorage.objects.get(pk=created["id"])
+    assert stored.title == "Renamed" and stored.aws_secret_access_key == cortx_s3.secret_key
+    assert api.delete(f"/api/storages/cortx/{created['id']}").status_code == 204
+
+
+# --- check connection: each failure has its own message ---------------------------------------
+def validate(api, data, target=False):
+    url = "/api/storages/export/cortx/validate" if target else "/api/storages/cortx/validate"
+    return api.post(url, data, format="json")
+
+
+def assert_invalid(response, *fragments):
+    assert response.status_code == 400, response.content
+    text = error_text(response)
+    assert "Debugging info is not available" not in text
+    for fragment in fragments:
+        assert fragment.lower() in text.lower(), text
+    return text
+
+
+def test_validate_succeeds_over_https_with_ca_bundle(api, project, s3_https, trust):
+    trust(s3_https)
+    bucket = new_bucket(s3_https)
+    put(s3_https, bucket, "images/a.jpg", b"x")
+    assert validate(api, payload(s3_https, bucket, project, prefix="images")).status_code == 200
+    assert validate(api, payload(s3_https, bucket, project), target=True).status_code == 200
+
+
+def test_validate_accepts_a_ca_bundle_whose_line_breaks_were_collapsed(api, project, s3_https, trust):
+    trust(s3_https)
+    bucket = new_bucket(s3_https)
+    one_line = s3_https.ca_pem.replace("\n", " ")
+    assert validate(api, payload(s3_https, bucket, project, ca_bundle=one_line)).status_code == 200
+    no_breaks = s3_https.ca_pem.replace("\n", "")
+    assert validate(api, payload(s3_https, bucket, project, ca_bundle=no_breaks)).status_code == 200
+
+
+def test_validate_untrusted_certificate_says_add_ca_bundle(api, project, s3_https, trust):
+    trust(s3_https)
+    bucket = new_bucket(s3_https)
+    response = validate(api, payload(s3_https, bucket, project, ca_bundle=""))
+    assert_invalid(response, "not trusted", "CA bundle")
+
+
+def test_validate_malformed_ca_bundle(api, project, s3_https, trust):
+    trust(s3_https)
+    response = validate(api, payload(s3_https, "some-bucket", project, ca_bundle="-----BEGIN CERTIFICATE----- abc"))
+    assert_invalid(response, "CA bundle")
+    response = validate(
+        api,
+        payload(
+            s3_https,
+            "some-bucket",
+            project,
+            ca_bundle="-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----",
+        ),
+    )
+    assert_invalid(response, "CA bundle", "X.509")
+
+
+def test_validate_wrong_secret_and_unknown_key(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    text = assert_invalid(
+        validate(api, payload(cortx_s3, bucket, project, aws_secret_access_key="wrong-secret")),
+        "secret access key is wrong",
+    )
+    assert "wrong-secret" not in text and cortx_s3.access_key not in text
+    assert_invalid(
+        validate(api, payload(cortx_s3, bucket, project, aws_access_key_id="AKIANOTKNOWN000000")),
+        "access key ID is not known",
+    )
+
+
+def test_validate_missing_bucket(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    assert_invalid(
+        validate(api, payload(cortx_s3, "no-such-bucket-here", project)), "does not exist", "no-such-bucket-here"
+    )
+    assert_invalid(validate(api, payload(cortx_s3, "no-such-bucket-here", project), target=True), "does not exist")
+
+
+def test_validate_empty_prefix_on_source_only(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "other/a.jpg", b"x")
+    assert_invalid(validate(api, payload(cortx_s3, bucket, project, prefix="images")), "No objects found", "images/")
+    assert validate(api, payload(cortx_s3, bucket, project, prefix="images"), target=True).status_code == 200
+
+
+def test_validate_invalid_regex(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    assert_invalid(validate(api, payload(cortx_s3, bucket, project, regex_filter="*.jpg")), "regex", "invalid")
+
+
+def test_validate_unresolvable_host(api, project, settings):
+    settings.CORTX_TRUSTED_ENDPOINTS = ["http://cortx-does-not-exist.invalid:8000"]
+    data = {
+        "project": project.id,
+        "bucket": "abc",
+        "s3_endpoint": "http://cortx-does-not-exist.invalid:8000",
+        "aws_access_key_id": "k",
+        "aws_secret_access_key": "s",
+    }
+    assert_invalid(validate(api, data), "cannot be resolved")
+
+
+def test_validate_connection_refused(api, project, settings):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    settings.CORTX_TRUSTED_ENDPOINTS = [url]
+    data = {
+        "project": project.id,
+        "bucket": "abc",
+        "s3_endpoint": url,
+        "aws_access_key_id": "k",
+        "aws_secret_access_key": "s",
+    }
+    assert_invalid(validate(api, data), "refused", str(port))
+
+
+def test_validate_timeout(api, project, settings):
+    # A server that accepts connections and never answers.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    settings.CORTX_TRUSTED_ENDPOINTS = [url]
+    settings.CORTX_READ_TIMEOUT = 0.5
+    settings.CORTX_MAX_ATTEMPTS = 1
+    data = {
+        "project": project.id,
+        "bucket": "abc",
+        "s3_endpoint": url,
+        "aws_access_key_id": "k",
+        "aws_secret_access_key": "s",
+    }
+    try:
+        assert_invalid(validate(api, data), "did not answer in time")
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+# --- SSRF --------------------------------------------------------------------------------------
+def test_untrusted_private_endpoint_is_refused_with_the_setting_named(api, project, cortx_s3, settings):
+    settings.CORTX_TRUSTED_ENDPOINTS = []
+    bucket = new_bucket(cortx_s3)
+    response = api.post("/api/storages/cortx/", payload(cortx_s3, bucket, project), format="json")
+    assert_invalid(response, "CORTX_TRUSTED_ENDPOINTS", "private")
+    assert validate(api, payload(cortx_s3, bucket, project)).status_code == 400
+
+
+def test_ssrf_also_guards_stored_storages(api, project, cortx_s3, trust, settings):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "a.jpg", b"x")
+    created = create_source(api, cortx_s3, bucket, project, use_blob_urls=True)
+    settings.CORTX_TRUSTED_ENDPOINTS = []  # the admin removes the endpoint from the trusted list
+    response = api.post(f"/api/storages/cortx/{created['id']}/sync")
+    assert_invalid(response, "CORTX_TRUSTED_ENDPOINTS")
+
+
+# --- sync ------------------------------------------------------------------------------------------
+def sync(api, storage_id, target=False):
+    url = f"/api/storages/export/cortx/{storage_id}/sync" if target else f"/api/storages/cortx/{storage_id}/sync"
+    response = api.post(url)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_sync_files_mode_creates_one_task_per_object_without_duplicates(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    for i in range(5):
+        put(cortx_s3, bucket, f"images/{i}.jpg", b"jpeg")
+    put(cortx_s3, bucket, "images/notes.txt", b"text")
+    put(cortx_s3, bucket, "images/nested/deep.jpg", b"jpeg")
+    storage = create_source(
+        api, cortx_s3, bucket, project, prefix="images", use_blob_urls=True, regex_filter=r".*\.jpg$"
+    )
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed" and result["last_sync_count"] == 5
+    urls = sorted(task_url(t) for t in project.tasks.all())
+    assert urls == [f"s3://{bucket}/images/{i}.jpg" for i in range(5)]
+
+    put(cortx_s3, bucket, "images/5.jpg", b"jpeg")
+    result = sync(api, storage["id"])
+    assert result["last_sync_count"] == 1
+    assert project.tasks.count() == 6
+    sync(api, storage["id"])
+    assert project.tasks.count() == 6
+
+    recursive = api.patch(f"/api/storages/cortx/{storage['id']}", {"recursive_scan": True}, format="json")
+    assert recursive.status_code == 200, recursive.content
+    sync(api, storage["id"])
+    assert project.tasks.count() == 7
+
+
+def test_sync_tasks_mode_reads_json_and_jsonl(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "tasks/one.json", '{"data": {"image": "s3://%s/img/1.jpg"}}' % bucket)
+    put(cortx_s3, bucket, "tasks/list.json", '[{"image": "s3://b/x.jpg"}, {"image": "s3://b/y.jpg"}]')
+    put(
+        cortx_s3,
+        bucket,
+        "tasks/many.jsonl",
+        '{"image": "s3://b/1.jpg"}\n{"image": "s3://b/2.jpg"}\n{"image": "s3://b/3.jpg"}\n',
+    )
+    storage = create_source(api, cortx_s3, bucket, project, prefix="tasks", use_blob_urls=False)
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed", result
+    assert project.tasks.count() == 6
+    sync(api, storage["id"])
+    assert project.tasks.count() == 6
+
+
+def test_failed_sync_keeps_tasks_and_reports_the_file(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "tasks/a.json", '{"image": "s3://b/1.jpg"}')
+    storage = create_source(api, cortx_s3, bucket, project, prefix="tasks", use_blob_urls=False)
+    sync(api, storage["id"])
+    put(cortx_s3, bucket, "tasks/b.json", '{"image": ')
+    result = sync(api, storage["id"])
+    assert result["status"] == "failed"
+    assert "tasks/b.json" in result["traceback"]
+    assert project.tasks.count() == 1
+
+
+# --- media ------------------------------------------------------------------------------------------
+def _resolve_url(task, uri):
+    return f"/tasks/{task.id}/resolve/?fileuri={base64.urlsafe_b64encode(uri.encode()).decode()}"
+
+
+def test_proxy_resolve_streams_the_object_with_range(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    body = bytes(range(256)) * 40
+    put(cortx_s3, bucket, "img/a.png", body, content_type="image/png")
+    storage = create_source(api, cortx_s3, bucket, project, prefix="img", use_blob_urls=True)
+    sync(api, storage["id"])
+    task = project.tasks.get()
+    # The task API hands the browser a Label Studio URL, never the store's.
+    served = task_url(api.get(f"/api/tasks/{task.id}").json())
+    assert "/resolve/" in served and cortx_s3.url not in served
+
+    response = api.get(_resolve_url(task, task_url(task)))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == body
+    partial = api.get(_resolve_url(task, task_url(task)), HTTP_RANGE="bytes=10-19")
+    assert partial.status_code == 206
+    assert b"".join(partial.streaming_content) == body[10:20]
+    assert all(r.method != "OPTIONS" and "X-Amz-Signature" not in r.query for r in cortx_s3.requests)
+
+
+def test_presign_mode_redirects_to_path_style_url_on_public_endpoint(api, project, s3_http, trust):
+    trust(s3_http)
+    bucket = new_bucket(s3_http)
+    put(s3_http, bucket, "img/a.png", b"png-bytes", content_type="image/png")
+    storage = create_source(
+        api,
+        s3_http,
+        bucket,
+        project,
+        prefix="img",
+        use_blob_urls=True,
+        presign=True,
+        public_endpoint="https://s3.public.example.com",
+    )
+    sync(api, storage["id"])
+    task = project.tasks.get()
+    response = api.get(_resolve_url(task, task_url(task)))
+    assert response.status_code in (302, 303)
+    assert response["Location"].startswith(f"https://s3.public.example.com/{bucket}/img/a.png?")
+
+    api.patch(f"/api/storages/cortx/{storage['id']}", {"public_endpoint": ""}, format="json")
+    response = api.get(_resolve_url(task, task_url(task)))
+    import requests
+
+    assert requests.get(response["Location"], timeout=10).content == b"png-bytes"
+
+
+# --- target: export on save and delete -----------------------------------------------------------
+ANNOTATION_RESULT = [
+    {
+        "from_name": "quality",
+        "to_name": "image",
+        "type": "choices",
+        "value": {"choices": ["good"]},
+    }
+]
+
+
+def _task(project, bucket):
+    from tasks.models import Task
+
+    return Task.objects.create(project=project, data={"image": f"s3://{bucket}/img/a.jpg"})
+
+
+def test_export_on_save_delete_and_sync_catch_up(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    task = _task(project, bucket)
+    target = create_target(api, cortx_s3, bucket, project, prefix="annotations", can_delete_objects=True)
+    response = api.post(f"/api/tasks/{task.id}/annotations/", {"result": ANNOTATION_RESULT}, format="json")
+    assert response.status_code == 201, response.content
+    annotation_id = response.json()["id"]
+    key = f"annotations/{annotation_id}"
+    assert keys(cortx_s3, bucket, "annotations/") == [key]
+    exported = read_json(cortx_s3, bucket, key)
+    assert exported["id"] == annotation_id and exported["result"] == ANNOTATION_RESULT
+    assert exported["task"]["id"] == task.id
+
+    assert api.delete(f"/api/annotations/{annotation_id}/").status_code == 204
+    assert keys(cortx_s3, bucket, "annotations/") == []
+
+    # Annotations written while the target did not exist are written by a manual sync.
+    from tasks.models import Annotation
+
+    from label_studio_cortx.models import CortxExportStorage
+
+    CortxExportStorage.objects.filter(pk=target["id"]).update(prefix="later")
+    Annotation.objects.create(task=task, project=project, result=ANNOTATION_RESULT)
+    result = sync(api, target["id"], target=True)
+    assert result["status"] == "completed"
+    assert len(keys(cortx_s3, bucket, "later/")) == 1
+
+
+def test_unreachable_store_never_fails_an_annotation_save(api, project, cortx_s3, trust, caplog):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    task = _task(project, bucket)
+    target = create_target(api, cortx_s3, bucket, project)
+    from label_studio_cortx.models import CortxExportStorage
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    CortxExportStorage.objects.filter(pk=target["id"]).update(s3_endpoint=dead)
+    with (
+        override_settings(CORTX_TRUSTED_ENDPOINTS=[cortx_s3.url, dead], CORTX_MAX_ATTEMPTS=1),
+        caplog.at_level(logging.DEBUG),
+    ):
+        response = api.post(f"/api/tasks/{task.id}/annotations/", {"result": ANNOTATION_RESULT}, format="json")
+    assert response.status_code == 201
+    assert "refused" in caplog.text
+    for secret in (cortx_s3.access_key, cortx_s3.secret_key):
+        assert secret not in caplog.text
+
+    CortxExportStorage.objects.filter(pk=target["id"]).update(s3_endpoint=cortx_s3.url)
+    sync(api, target["id"], target=True)
+    assert keys(cortx_s3, bucket) == [str(response.json()["id"])]
+
+
+# --- the whole flow stays CORTX-compatible ----------------------------------------------------------
+def test_every_request_is_path_style_without_flexible_checksums(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "img/a.jpg", b"jpeg")
+    before = len(cortx_s3.requests)
+    storage = create_source(api, cortx_s3, bucket, project, prefix="img", use_blob_urls=True)
+    sync(api, storage["id"])
+    create_target(api, cortx_s3, bucket, project, prefix="out", can_delete_objects=True)
+    task = project.tasks.get()
+    annotation = api.post(f"/api/tasks/{task.id}/annotations/", {"result": ANNOTATION_RESULT}, format="json").json()
+    api.delete(f"/api/annotations/{annotation['id']}/")
+    seen = cortx_s3.requests[before:]
+    assert seen, "the filter saw no requests"
+    assert not [r for r in seen if r.rejected], [(r.method, r.path, r.rule) for r in seen if r.rejected]
+    assert all(r.path.startswith(f"/{bucket}") for r in seen)
+    assert {"PUT", "DELETE", "GET"} <= {r.method for r in seen}
