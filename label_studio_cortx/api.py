@@ -81,7 +81,8 @@ class CortxImportStorageValidateAPI(ImportStorageValidateAPI):
 
 class CortxImportStorageListFilesAPI(ImportStorageListFilesAPI):
     def __init__(self, *args, **kwargs):
-        super().__init__(serializer_class=CortxImportStorageSerializer, *args, **kwargs)
+        kwargs["serializer_class"] = CortxImportStorageSerializer
+        super().__init__(*args, **kwargs)
 
     @extend_schema(exclude=True)
     def create(self, request, *args, **kwargs):

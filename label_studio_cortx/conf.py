@@ -23,6 +23,8 @@ DEFAULTS: dict[str, object] = {
     # Pre-filled in the storage form for users.
     "CORTX_DEFAULT_ENDPOINT": "",
     "CORTX_CLIENT_CACHE_SIZE": 64,
+    # Concurrent uploads of a target sync; stays below the client's connection pool.
+    "CORTX_EXPORT_WORKERS": 8,
 }
 
 
@@ -75,3 +77,7 @@ def client_cache_size() -> int:
 
 def ssrf_protection_enabled() -> bool:
     return bool(getattr(settings, "SSRF_PROTECTION_ENABLED", True))
+
+
+def export_workers() -> int:
+    return max(1, min(int(get("CORTX_EXPORT_WORKERS")), max_pool_connections()))

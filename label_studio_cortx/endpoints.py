@@ -57,8 +57,7 @@ def check_ssrf(url: str) -> None:
     """Apply Label Studio's SSRF check to an untrusted endpoint, with a message that names the setting."""
     if not needs_ssrf_guard(url):
         return
-    from core.utils.exceptions import LabelStudioAPIException
-    from core.utils.exceptions import SsrfBlockedUrlError
+    from core.utils.exceptions import LabelStudioAPIException, SsrfBlockedUrlError
     from core.utils.io import validate_url_for_ssrf
 
     try:

@@ -19,7 +19,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
-
 from rest_framework.exceptions import ValidationError
 
 from .ca_bundle import CABundleError

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tasks.models import Annotation
 
+from . import conf
+
 logger = logging.getLogger(__name__)
+
+EXPORT_BATCH_SIZE = 200
+MAX_REPORTED_ERRORS = 20
 
 
 def object_key(storage, annotation) -> str:
@@ -82,3 +89,66 @@ def delete_annotation_from_all(annotation) -> None:
                 annotation.pk,
                 exc,
             )
+
+
+def save_annotations(storage, annotations) -> None:
+    """A target sync: write the annotations with a bounded pool of concurrent PUTs.
+
+    Serialization (database work) stays on this thread; only the uploads run in the pool, and
+    every failed upload is reported in the storage status instead of being dropped.
+    """
+    from django.utils import timezone
+
+    from .models import CortxExportStorageLink
+
+    storage.info_set_in_progress()
+    storage.cached_user = storage.project.organization.created_by
+    total = annotations.count()
+    client = storage.get_client()
+    exported = 0
+    errors: list[str] = []
+
+    def upload(key: str, body: bytes) -> None:
+        client.put_object(Bucket=storage.bucket, Key=key, Body=body, ContentType="application/json")
+
+    queryset = annotations.select_related("task", "project").order_by("pk")
+    with ThreadPoolExecutor(max_workers=conf.export_workers()) as pool:
+        for batch in _batched(queryset.iterator(chunk_size=EXPORT_BATCH_SIZE), EXPORT_BATCH_SIZE):
+            futures = {}
+            for annotation in batch:
+                annotation.cached_user = storage.cached_user
+                body = json.dumps(storage._get_serialized_data(annotation)).encode()
+                futures[pool.submit(upload, object_key(storage, annotation), body)] = annotation
+            written = []
+            for future in as_completed(futures):
+                annotation = futures[future]
+                try:
+                    future.result()
+                    written.append(annotation.pk)
+                except Exception as exc:
+                    errors.append(f"Annotation {annotation.pk}: {storage.connection_error(exc)}")
+            # One query to find existing links, one to add the missing ones, one to touch the rest.
+            links = CortxExportStorageLink.objects.filter(storage=storage, annotation_id__in=written)
+            existing = set(links.values_list("annotation_id", flat=True))
+            CortxExportStorageLink.objects.bulk_create(
+                [CortxExportStorageLink(storage=storage, annotation_id=pk) for pk in written if pk not in existing]
+            )
+            links.filter(annotation_id__in=existing).update(updated_at=timezone.now())
+            exported += len(written)
+            storage.info_update_progress(last_sync_count=exported, total_annotations=total)
+
+    if errors:
+        shown = errors[:MAX_REPORTED_ERRORS]
+        if len(errors) > len(shown):
+            shown.append(f"... and {len(errors) - len(shown)} more failed uploads")
+        storage.info_set_completed_with_errors(
+            last_sync_count=exported, validation_errors=shown, total_annotations=total
+        )
+    else:
+        storage.info_set_completed(last_sync_count=exported, total_annotations=total)
+
+
+def _batched(iterable, size: int):
+    iterator = iter(iterable)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

@@ -175,6 +175,11 @@ class CortxImportStorage(ProjectStorageMixin, CortxImportStorageBase):
 
 
 class CortxExportStorage(CortxStorageMixin, ExportStorage):
+    def save_annotations(self, annotations) -> None:
+        from .export import save_annotations
+
+        save_annotations(self, annotations)
+
     def save_annotation(self, annotation) -> None:
         from .export import save_annotation
 

@@ -1,4 +1,4 @@
-"""Django settings for Label Studio with the CORTX S3 storage type: ``DJANGO_SETTINGS_MODULE=label_studio_cortx.settings``.
+"""Label Studio with the CORTX S3 storage type: ``DJANGO_SETTINGS_MODULE=label_studio_cortx.settings``.
 
 The one setting an admin changes, for the web process and every RQ worker. It extends Label
 Studio's own settings module and adds the app, its storage type, routes and plugin settings.
@@ -37,6 +37,13 @@ INSTALLED_APPS = [*INSTALLED_APPS, "label_studio_cortx.apps.CortxStorageConfig"]
 GET_STORAGE_LIST = "label_studio_cortx.storage_list.get_storage_list"
 IO_STORAGES_IMPORT_LINK_NAMES = [*IO_STORAGES_IMPORT_LINK_NAMES, "io_storages_cortx_cortximportstoragelink"]
 ROOT_URLCONF = "label_studio_cortx.root_urls"
+
+# The project storage dialog's new "provider" wizard has a hard-coded list of providers and cannot
+# show a plugin's type. Label Studio's frontend forces that wizard on only when the environment name
+# is exactly "opensource"; any other name leaves every flag at its feature_flags.json value, where
+# the wizard is off and the other forced flags have the same values. So this single setting brings
+# back the backend-driven form (types from /api/storages/types, fields from /<type>/form).
+FRONTEND_SENTRY_ENVIRONMENT = get_env("FRONTEND_SENTRY_ENVIRONMENT", "opensource-cortx")
 
 # Templates are package data (mapped from the top-level templates/ folder): found through the
 # package's resources so that wheel and editable installs both work.
