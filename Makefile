@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+
+.PHONY: demo test lint run
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Create the environment, install Label Studio with the plugin, and start the first-run demo.
+demo: $(BIN)/activate
+	$(BIN)/pip install --quiet -e ".[demo]"
+	$(BIN)/label-studio-cortx demo --port $(PORT)
+
+# Install what the tests need (including Debian's chromium) and run the whole suite.
+test: $(BIN)/activate
+	$(BIN)/pip install --quiet -e ".[test]"
+	bash scripts/install-browser.sh
+	bash scripts/services.sh
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+# Label Studio with the plugin against your own store (see README "Use your own CORTX endpoint").
+run: $(BIN)/activate
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/label-studio-cortx start --port $(PORT)
