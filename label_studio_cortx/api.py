@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import yaml
+from core.permissions import ViewClassPermission, all_permissions
 from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema
 from io_storages.api import (
@@ -20,11 +21,13 @@ from io_storages.api import (
     ImportStorageSyncAPI,
     ImportStorageValidateAPI,
 )
+from rest_framework import generics
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import get_object_or_404
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from . import conf
+from . import conf, snapshots
 from .models import CortxExportStorage, CortxImportStorage
 from .serializers import CortxExportStorageSerializer, CortxImportStorageSerializer
 
@@ -113,6 +116,13 @@ class FormLayoutMixin:
             ),
             "default_region": json.dumps(conf.default_region()),
             "allow_insecure_tls": conf.allow_insecure_tls(),
+            "export_format_options": json.dumps(
+                [{"value": snapshots.ANNOTATION_JSON, "label": "Per-annotation JSON (written on every save)"}]
+                + [
+                    {"value": name, "label": f"{title} snapshot (written on Sync)"}
+                    for name, title in snapshots.format_titles().items()
+                ]
+            ),
         }
         layout = yaml.safe_load(render_to_string(self.template_name, context))
         return Response(layout[self.storage_type])
@@ -150,3 +160,22 @@ class CortxExportStorageSyncAPI(ExportStorageSyncAPI):
 
 class CortxExportStorageFormLayoutAPI(FormLayoutMixin, ExportStorageFormLayoutAPI):
     pass
+
+
+@extend_schema(
+    tags=TAGS,
+    summary="Write a snapshot to a CORTX S3 target storage",
+    description="Converts the project's annotations with Label Studio's exporter (body: optional `export_format`, "
+    "else the storage's) and writes them under `<prefix>/snapshots/`; answers the snapshot's manifest.",
+)
+class CortxExportStorageSnapshotAPI(generics.GenericAPIView):
+    permission_required = ViewClassPermission(POST=all_permissions.storages_sync)
+    parser_classes = (JSONParser, FormParser, MultiPartParser)
+    serializer_class = CortxExportStorageSerializer
+    queryset = CortxExportStorage.objects.all()
+
+    def post(self, request, *args, **kwargs):
+        storage = self.get_object()
+        storage.validate_connection()
+        manifest = snapshots.run_snapshot(storage, request.data.get("export_format") or None)
+        return Response(manifest.to_dict())

@@ -23,8 +23,16 @@ DEFAULTS: dict[str, object] = {
     # Pre-filled in the storage form for users.
     "CORTX_DEFAULT_ENDPOINT": "",
     "CORTX_CLIENT_CACHE_SIZE": 64,
+    # Import syncs run in a background thread when no RQ worker is configured (never in the request).
+    "CORTX_SYNC_IN_BACKGROUND": True,
+    # How long the sync request waits for the sync to finish before answering "in progress".
+    "CORTX_SYNC_WAIT_SECONDS": 5.0,
+    # Concurrent GETs of task files (tasks mode).
+    "CORTX_READ_WORKERS": 8,
     # Concurrent uploads of a target sync; stays below the client's connection pool.
     "CORTX_EXPORT_WORKERS": 8,
+    # Snapshot files at least this large (bytes) are uploaded in parts of this size (multipart upload).
+    "CORTX_MULTIPART_THRESHOLD": 64 * 1024 * 1024,
 }
 
 
@@ -81,3 +89,20 @@ def ssrf_protection_enabled() -> bool:
 
 def export_workers() -> int:
     return max(1, min(int(get("CORTX_EXPORT_WORKERS")), max_pool_connections()))
+
+
+def multipart_threshold() -> int:
+    # S3 refuses parts below 5 MiB (except the last one), so a smaller setting would fail on real stores.
+    return max(5 * 1024 * 1024, int(get("CORTX_MULTIPART_THRESHOLD")))
+
+
+def sync_in_background() -> bool:
+    return bool(get("CORTX_SYNC_IN_BACKGROUND"))
+
+
+def sync_wait_seconds() -> float:
+    return float(get("CORTX_SYNC_WAIT_SECONDS"))
+
+
+def read_workers() -> int:
+    return max(1, min(int(get("CORTX_READ_WORKERS")), max_pool_connections()))

@@ -57,12 +57,14 @@ def export_annotation_to_all(annotation_id: int) -> None:
     A store that is down must never fail the annotator's save: the failure is logged and the next
     manual sync of the target writes whatever is missing.
     """
-    from .models import CortxExportStorage
+    from .models import ANNOTATION_JSON, CortxExportStorage
 
     annotation = Annotation.objects.filter(pk=annotation_id).select_related("task", "project").first()
     if annotation is None:
         return
-    for storage in CortxExportStorage.objects.filter(project_id=annotation.project_id):
+    # Snapshot targets are written by a sync only: a per-annotation object would not belong to any snapshot.
+    targets = CortxExportStorage.objects.filter(project_id=annotation.project_id, export_format=ANNOTATION_JSON)
+    for storage in targets:
         try:
             storage.save_annotation(annotation)
         except Exception as exc:
@@ -75,9 +77,11 @@ def export_annotation_to_all(annotation_id: int) -> None:
 
 
 def delete_annotation_from_all(annotation) -> None:
-    from .models import CortxExportStorageLink
+    from .models import ANNOTATION_JSON, CortxExportStorageLink
 
-    for link in CortxExportStorageLink.objects.filter(annotation=annotation).select_related("storage"):
+    # A target switched to snapshots keeps its old links; its bucket now holds snapshots, which are never edited.
+    links = CortxExportStorageLink.objects.filter(annotation=annotation, storage__export_format=ANNOTATION_JSON)
+    for link in links.select_related("storage"):
         if not link.storage.can_delete_objects:
             continue
         try:

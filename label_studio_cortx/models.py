@@ -26,6 +26,9 @@ from io_storages.utils import StorageObject, storage_can_resolve_bucket_url
 from . import client as client_factory
 from .errors import StorageConnectionError, describe
 
+# export_format of a target that writes one JSON object per annotation (Label Studio's own behaviour).
+ANNOTATION_JSON = "ANNOTATION_JSON"
+
 logger = logging.getLogger(__name__)
 
 
@@ -128,6 +131,17 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
         blank=True,
         help_text="Endpoint URL browsers use for presigned links, when it differs from s3_endpoint",
     )
+    sync_remove_missing = models.BooleanField(
+        _("sync_remove_missing"), default=False, help_text="On sync, remove tasks whose objects are gone"
+    )
+    sync_update_changed = models.BooleanField(
+        _("sync_update_changed"), default=False, help_text="On sync, update tasks whose JSON file changed (ETag)"
+    )
+    sync_touch_annotated = models.BooleanField(
+        _("sync_touch_annotated"),
+        default=False,
+        help_text="Let removal and updates affect tasks that have annotations (otherwise they are only marked)",
+    )
 
     class Meta:
         abstract = True
@@ -150,7 +164,14 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
         return read_task_data(self, key)
 
     def scan_and_create_links(self):
-        return self._scan_and_create_links(CortxImportStorageLink)
+        from .sync import scan_and_create_links
+
+        return scan_and_create_links(self, CortxImportStorageLink)
+
+    def sync(self) -> None:
+        from .background import start_sync
+
+        start_sync(self)
 
     def generate_http_url(self, url: str) -> str:
         from .media import presigned_url
@@ -175,6 +196,35 @@ class CortxImportStorage(ProjectStorageMixin, CortxImportStorageBase):
 
 
 class CortxExportStorage(CortxStorageMixin, ExportStorage):
+    # Not a choices field: the valid formats depend on the project's labeling config (checked by the serializer)
+    # and on Label Studio's converter version, which must not turn into migrations.
+    export_format = models.CharField(
+        _("export_format"),
+        max_length=64,
+        default=ANNOTATION_JSON,
+        help_text=f"{ANNOTATION_JSON}: one JSON object per annotation, written on save; or a Label Studio export "
+        "format (JSON, JSON_MIN, CSV, TSV, COCO, VOC, YOLO ...): each sync writes a snapshot of the project",
+    )
+
+    @property
+    def writes_snapshots(self) -> bool:
+        return self.export_format != ANNOTATION_JSON
+
+    def save_all_annotations(self) -> None:
+        if self.writes_snapshots:
+            from .snapshots import sync_snapshot
+
+            sync_snapshot(self)
+        else:
+            super().save_all_annotations()
+
+    def save_only_new_annotations(self) -> None:
+        # A snapshot is always of the whole project.
+        if self.writes_snapshots:
+            self.save_all_annotations()
+        else:
+            super().save_only_new_annotations()
+
     def save_annotations(self, annotations) -> None:
         from .export import save_annotations
 
@@ -193,6 +243,12 @@ class CortxExportStorage(CortxStorageMixin, ExportStorage):
 
 class CortxImportStorageLink(ImportStorageLink):
     storage = models.ForeignKey(CortxImportStorage, on_delete=models.CASCADE, related_name="links")
+    # For optional reconciliation on re-sync: what the object was, and when a listing last saw it.
+    object_etag = models.CharField(_("object_etag"), max_length=128, null=True, blank=True)
+    seen_at = models.DateTimeField(_("seen_at"), null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["storage", "key"], name="cortx_link_storage_key")]
 
 
 class CortxExportStorageLink(ExportStorageLink):

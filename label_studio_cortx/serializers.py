@@ -8,6 +8,7 @@ import re
 from botocore.exceptions import ParamValidationError
 from botocore.handlers import validate_bucket_name
 from io_storages.serializers import ExportStorageSerializer, ImportStorageSerializer
+from projects.models import Project
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
@@ -143,6 +144,26 @@ class CortxImportStorageSerializer(CortxStorageSerializerMixin, ImportStorageSer
 
 class CortxExportStorageSerializer(CortxStorageSerializerMixin, ExportStorageSerializer):
     type = serializers.ReadOnlyField(default=STORAGE_TYPE)
+
+    def validate_export_format(self, value: str) -> str:
+        from .snapshots import check_format
+
+        return check_format(self._project(), value)
+
+    def _project(self):
+        """The project the storage belongs to: sent with the data, or the stored storage's."""
+        project_id = self.initial_data.get("project")
+        if project_id:
+            try:
+                return Project.objects.filter(pk=int(project_id)).first()
+            except (TypeError, ValueError):
+                return None  # the project field reports it
+        if self.instance is not None:
+            return self.instance.project
+        if self.initial_data.get("id"):
+            storage = self.Meta.model.objects.filter(pk=self.initial_data["id"]).first()
+            return storage.project if storage else None
+        return None
 
     class Meta:
         model = CortxExportStorage

@@ -16,6 +16,11 @@ urlpatterns = [
     path("export/cortx", api.CortxExportStorageListAPI.as_view(), name="export-storage-cortx-list"),
     path("export/cortx/<int:pk>", api.CortxExportStorageDetailAPI.as_view(), name="export-storage-cortx-detail"),
     path("export/cortx/<int:pk>/sync", api.CortxExportStorageSyncAPI.as_view(), name="export-storage-cortx-sync"),
+    path(
+        "export/cortx/<int:pk>/snapshot",
+        api.CortxExportStorageSnapshotAPI.as_view(),
+        name="export-storage-cortx-snapshot",
+    ),
     path("export/cortx/validate", api.CortxExportStorageValidateAPI.as_view(), name="export-storage-cortx-validate"),
     path("export/cortx/form", api.CortxExportStorageFormLayoutAPI.as_view(), name="export-storage-cortx-form"),
 ]

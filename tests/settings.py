@@ -9,3 +9,7 @@ os.environ["SENTRY_DSN"] = ""
 os.environ["FRONTEND_SENTRY_DSN"] = ""
 
 from label_studio_cortx.settings import *  # noqa: E402,F401,F403
+
+# Syncs run inline in the API tests: pytest-django wraps each test in a transaction that a background
+# thread cannot see. tests/test_background.py covers the background thread and RQ paths.
+CORTX_SYNC_IN_BACKGROUND = False

@@ -92,6 +92,9 @@ def test_forms_have_every_cortx_field(api, settings):
         "presign_ttl",
         "public_endpoint",
         "recursive_scan",
+        "sync_remove_missing",
+        "sync_update_changed",
+        "sync_touch_annotated",
     } <= _form_fields(source)
     assert common | {"can_delete_objects"} <= _form_fields(target)
     assert "https://s3.seagate.com" in _form_field(source, "s3_endpoint")["placeholder"]
@@ -405,17 +408,27 @@ def test_sync_tasks_mode_reads_json_and_jsonl(api, project, cortx_s3, trust):
     assert project.tasks.count() == 6
 
 
-def test_failed_sync_keeps_tasks_and_reports_the_file(api, project, cortx_s3, trust):
+def test_malformed_task_file_is_reported_by_key_and_the_rest_imported(api, project, cortx_s3, trust):
     trust(cortx_s3)
     bucket = new_bucket(cortx_s3)
     put(cortx_s3, bucket, "tasks/a.json", '{"image": "s3://b/1.jpg"}')
     storage = create_source(api, cortx_s3, bucket, project, prefix="tasks", use_blob_urls=False)
     sync(api, storage["id"])
     put(cortx_s3, bucket, "tasks/b.json", '{"image": ')
+    put(cortx_s3, bucket, "tasks/c.jsonl", '{"image": "s3://b/2.jpg"}\nnot json\n')
+    put(cortx_s3, bucket, "tasks/d.json", '[{"image": "s3://b/3.jpg"}]')
+    put(cortx_s3, bucket, "tasks/e.jpg", b"jpeg")
     result = sync(api, storage["id"])
-    assert result["status"] == "failed"
-    assert "tasks/b.json" in result["traceback"]
-    assert project.tasks.count() == 1
+    assert result["status"] == "completed_with_errors"
+    assert "tasks/b.json" in result["traceback"] and "tasks/c.jsonl: " in result["traceback"]
+    assert "line 2" in result["traceback"] and "tasks/e.jpg" in result["traceback"] and '"Files"' in result["traceback"]
+    assert "tasks/a.json" not in result["traceback"]
+    assert project.tasks.count() == 2 and result["last_sync_count"] == 1
+    # Fixing the file and syncing again imports it, nothing else changes.
+    put(cortx_s3, bucket, "tasks/b.json", '{"image": "s3://b/4.jpg"}')
+    put(cortx_s3, bucket, "tasks/c.jsonl", '{"image": "s3://b/2.jpg"}\n')
+    result = sync(api, storage["id"])
+    assert project.tasks.count() == 4
 
 
 # --- media ------------------------------------------------------------------------------------------
