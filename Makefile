@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
+PG_TESTS := tests/test_storage_api.py tests/test_sync.py tests/test_background.py tests/test_snapshots.py
 
 .PHONY: demo test lint run
 
@@ -22,6 +23,8 @@ test: $(BIN)/activate
 	bash scripts/services.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	# The database-facing tests again on PostgreSQL (Label Studio's server-scale database).
+	DJANGO_DB=postgresql POSTGRE_HOST=127.0.0.1 POSTGRE_NAME=postgres $(BIN)/python -m pytest $(PG_TESTS)
 
 # Label Studio with the plugin against your own store (see README "Use your own CORTX endpoint").
 run: $(BIN)/activate

@@ -316,10 +316,12 @@ def run_scenario(
         "scenario": asdict(scenario),
         "endpoint": {"url": endpoint.url, "access_key": endpoint.access_key, "secret_key": endpoint.secret_key},
         "image_bucket": FILES_BUCKET.format(size=min(plan.files_sizes)),
+        "moto_pid": endpoint.process.pid if endpoint.process else 0,
         "workers": args.workers,
         "timeout": args.scenario_timeout,
         "cortx_settings": dict(item.split("=", 1) for item in args.cortx_setting),
         "result_path": str(work_dir / "results" / f"{scenario.name}.json"),
+        "profile_path": str(work_dir / "results" / f"{scenario.name}.prof") if args.profile else None,
     }
     config_path = work_dir / "configs" / f"{scenario.name}.json"
     config_path.write_text(json.dumps(config))
@@ -334,8 +336,6 @@ def run_scenario(
         # The CORTX storage keeps SSRF protection on and trusts the admin's list instead.
         env["CORTX_TRUSTED_ENDPOINTS"] = endpoint.url
 
-    moto_pid = endpoint.process.pid if endpoint.process else 0
-    moto_cpu = process_cpu_seconds(moto_pid)
     log_path = work_dir / "logs" / f"{scenario.name}.log"
     start = time.perf_counter()
     error = None
@@ -362,7 +362,6 @@ def run_scenario(
     result: dict[str, Any] = json.loads(result_path.read_text()) if result_path.exists() else {}
     result.setdefault("name", scenario.name)
     result.update(kind=scenario.kind, op=scenario.op, size=scenario.size, process_seconds=round(elapsed, 1))
-    result["moto_cpu_seconds"] = round(process_cpu_seconds(moto_pid) - moto_cpu, 1) if moto_pid else None
     if error and not result.get("error"):
         result["error"] = error
     if result.get("error"):
@@ -388,11 +387,22 @@ class QueryCounter:
     def __init__(self) -> None:
         self.count = 0
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def __call__(self, execute, sql, params, many, context):
-        with self._lock:
-            self.count += 1
+        if not getattr(self._local, "paused", False):
+            with self._lock:
+                self.count += 1
         return execute(sql, params, many, context)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Do not count this thread's statements (the benchmark's own status polling)."""
+        self._local.paused = True
+        try:
+            yield
+        finally:
+            self._local.paused = False
 
     def install(self) -> None:
         from django.db import connections
@@ -405,6 +415,37 @@ class QueryCounter:
         connection_created.connect(attach, weak=False)
         for conn in connections.all():
             attach(None, conn)
+
+
+def load_average() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+class Meter:
+    """Wall time, this process's CPU time and the S3 server's CPU time over the timed part of a scenario."""
+
+    def __init__(self, moto_pid: int) -> None:
+        self.moto_pid = moto_pid
+        self.start = time.perf_counter()
+        self.cpu = cpu_seconds()
+        self.moto_cpu = process_cpu_seconds(moto_pid) if moto_pid else 0.0
+        self.load_start = load_average()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def stop(self) -> dict[str, Any]:
+        seconds = self.elapsed()
+        return {
+            "seconds": seconds,
+            "cpu_seconds": cpu_seconds() - self.cpu,
+            "moto_cpu_seconds": process_cpu_seconds(self.moto_pid) - self.moto_cpu if self.moto_pid else None,
+            "load_start": self.load_start,
+            "load_end": load_average(),
+        }
 
 
 def cpu_seconds() -> float:
@@ -480,7 +521,7 @@ def run_floor(sc: dict, cfg: dict) -> dict[str, Any]:
     n = sc["size"]
     result: dict[str, Any] = {}
     if sc["op"] == "list":
-        start, cpu = time.perf_counter(), cpu_seconds()
+        meter = Meter(cfg["moto_pid"])
         count = 0
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=sc["bucket"], PaginationConfig={"PageSize": 1000}
@@ -490,7 +531,7 @@ def run_floor(sc: dict, cfg: dict) -> dict[str, Any]:
         unit = "objects"
     elif sc["op"] == "get":
         keys = [task_key(i) for i in range(n)]
-        start, cpu = time.perf_counter(), cpu_seconds()
+        meter = Meter(cfg["moto_pid"])
 
         def get(key: str) -> int:
             return len(client.get_object(Bucket=sc["bucket"], Key=key)["Body"].read())
@@ -502,7 +543,7 @@ def run_floor(sc: dict, cfg: dict) -> dict[str, Any]:
         unit = "objects"
     elif sc["op"] == "put":
         bodies = [(f"floor/{i:07d}.json", annotation_like_body(i)) for i in range(n)]
-        start, cpu = time.perf_counter(), cpu_seconds()
+        meter = Meter(cfg["moto_pid"])
 
         def put(item: tuple[str, bytes]) -> None:
             client.put_object(Bucket=sc["bucket"], Key=item[0], Body=item[1], ContentType="application/json")
@@ -514,8 +555,7 @@ def run_floor(sc: dict, cfg: dict) -> dict[str, Any]:
         unit = "annotations"
     else:
         raise ValueError(sc["op"])
-    seconds = time.perf_counter() - start
-    result.update(seconds=seconds, cpu_seconds=cpu_seconds() - cpu, count=count, unit=unit)
+    result.update(meter.stop(), count=count, unit=unit)
     if count != n:
         result["error"] = f"expected {n} objects, got {count}"
     return result
@@ -574,14 +614,19 @@ def storage_kwargs(sc: dict, cfg: dict) -> dict[str, Any]:
     return kwargs
 
 
-def wait_until_done(storage, started_at, timeout: float) -> None:
-    """Poll the storage row until this sync finished (it may run in a background thread)."""
+def wait_until_done(storage, started_at, new_threads, counter: QueryCounter, timeout: float) -> None:
+    """Wait until this sync finished: it may go on in a thread the sync call started.
+
+    While such a thread runs, this mostly waits on the thread itself (it ends the moment the sync does) and reads
+    the storage row only every quarter of a second, so that polling does not compete for SQLite's lock.
+    """
     from django.db import OperationalError
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            storage.refresh_from_db()
+            with counter.paused():
+                storage.refresh_from_db()
         except OperationalError:  # SQLite "database is locked" while the sync commits
             pass
         else:
@@ -592,24 +637,28 @@ def wait_until_done(storage, started_at, timeout: float) -> None:
                 return
         if time.monotonic() > deadline:
             raise TimeoutError(f"sync did not finish within {timeout:.0f} s (status {storage.status})")
-        time.sleep(0.02)
+        alive = [thread for thread in new_threads if thread.is_alive()]
+        if alive:
+            alive[0].join(0.25)
+        else:
+            time.sleep(0.05)
 
 
-def timed_sync(storage, counter: QueryCounter, timeout: float) -> dict[str, Any]:
+def timed_sync(storage, counter: QueryCounter, cfg: dict) -> dict[str, Any]:
     """What Label Studio's sync API does (validate, sync, refresh), then wait until the sync has finished."""
     from django.utils import timezone
 
     started_at = timezone.now()
     counter.count = 0
-    start, cpu = time.perf_counter(), cpu_seconds()
+    meter = Meter(cfg["moto_pid"])
+    threads_before = set(threading.enumerate())
     storage.validate_connection()
     storage.sync()
-    returned = time.perf_counter() - start
-    wait_until_done(storage, started_at, timeout)
-    seconds = time.perf_counter() - start
+    returned = meter.elapsed()
+    new_threads = [thread for thread in threading.enumerate() if thread not in threads_before]
+    wait_until_done(storage, started_at, new_threads, counter, cfg["timeout"])
     result = {
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds() - cpu,
+        **meter.stop(),
         "sync_call_returned_after": returned,
         "sql_statements": counter.count,
         "status": storage.status,
@@ -637,7 +686,7 @@ def run_import(sc: dict, cfg: dict, counter: QueryCounter) -> dict[str, Any]:
             storage = model.objects.create(
                 project=project, use_blob_urls=True, presign=False, recursive_scan=True, **storage_kwargs(sc, cfg)
             )
-            first = timed_sync(storage, counter, cfg["timeout"])
+            first = timed_sync(storage, counter, cfg)
             extra["first_sync_seconds"] = first["seconds"]
         else:
             extra["first_sync"] = "reused from the files-mode scenario"
@@ -652,7 +701,7 @@ def run_import(sc: dict, cfg: dict, counter: QueryCounter) -> dict[str, Any]:
             **storage_kwargs(sc, cfg),
         )
     tasks_before = project.tasks.count()
-    result = timed_sync(storage, counter, cfg["timeout"])
+    result = timed_sync(storage, counter, cfg)
     tasks_after = project.tasks.count()
     result.update(extra)
     result.update(count=n, unit="objects", tasks_created=tasks_after - tasks_before, tasks_total=tasks_after)
@@ -689,7 +738,7 @@ def run_export(sc: dict, cfg: dict, counter: QueryCounter) -> dict[str, Any]:
     Task.objects.filter(project=project).update(is_labeled=True, total_annotations=1)
     model = S3ExportStorage if sc["kind"] == "ls" else CortxExportStorage
     storage = model.objects.create(project=project, prefix="annotations", **storage_kwargs(sc, cfg))
-    result = timed_sync(storage, counter, cfg["timeout"])
+    result = timed_sync(storage, counter, cfg)
     # Untimed check: every annotation must have become an object.
     client = floor_client(cfg)
     written = sizes = 0
@@ -714,11 +763,19 @@ def child_main(name: str, config_path: str) -> int:
     sc = cfg["scenario"]
     assert sc["name"] == name, (sc["name"], name)
     result: dict[str, Any] = {"name": name}
+    profiler = None
+    if cfg.get("profile_path"):
+        import cProfile
+
+        # Profiles this (the main) thread only: add --cortx-setting CORTX_SYNC_IN_BACKGROUND=false to see a sync.
+        profiler = cProfile.Profile()
     try:
         if sc["kind"] == "floor":
             result.update(run_floor(sc, cfg))
         else:
             counter = django_setup(sc, cfg)
+            if profiler is not None:
+                profiler.enable()
             if sc["op"] == "export":
                 result.update(run_export(sc, cfg, counter))
             else:
@@ -728,6 +785,9 @@ def child_main(name: str, config_path: str) -> int:
 
         traceback.print_exc()
         result["error"] = f"{type(exc).__name__}: {exc}"
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(cfg["profile_path"])
     if result.get("seconds"):
         result["rate"] = result["count"] / result["seconds"]
         if "sql_statements" in result:
@@ -743,7 +803,7 @@ def child_main(name: str, config_path: str) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def machine_info(moto_url: str) -> dict[str, str]:
+def machine_info(moto_url: str, db_dir: Path, loads: tuple[float, float]) -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -784,8 +844,21 @@ def machine_info(moto_url: str) -> dict[str, str]:
         "moto": version("moto"),
         "SQLite": sqlite3.sqlite_version,
         "S3 endpoint": f"moto server at {moto_url} (HTTP, SigV4 auth, same process for all scenarios)",
-        "Date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "Databases": f"SQLite files in {db_dir_kind(db_dir)}, a fresh copy of one migrated template per scenario",
+        "Load average (1 min)": f"{loads[0]:.1f} at the start of the run, {loads[1]:.1f} at the end",
+        "Date (end of run)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def db_dir_kind(path: Path) -> str:
+    """Where the databases live: a RAM file system or a disk makes a big difference to SQLite's commits."""
+    best, fstype = "", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and str(path).startswith(parts[1]) and len(parts[1]) >= len(best):
+                best, fstype = parts[1], parts[2]
+    return f"`{path}` ({fstype} file system)"
 
 
 def fmt_secs(r: dict | None) -> str:
@@ -900,7 +973,7 @@ def detail_rows(results: dict[str, dict]) -> list[list[str]]:
     rows = []
     for name, r in results.items():
         if not ok(r):
-            rows.append([f"`{name}`", "failed", "-", "-", "-", "-", "-", "-", "-"])
+            rows.append([f"`{name}`", "failed"] + ["-"] * 8)
             continue
         sql = r.get("sql_statements")
         rows.append(
@@ -914,6 +987,7 @@ def detail_rows(results: dict[str, dict]) -> list[list[str]]:
                 f"{r['cpu_seconds']:.1f}",
                 f"{r['moto_cpu_seconds']:.1f}" if r.get("moto_cpu_seconds") is not None else "-",
                 f"{r['peak_rss_mb']:.0f}",
+                f"{r['load_start']:.1f} / {r['load_end']:.1f}",
             ]
         )
     return rows
@@ -957,13 +1031,14 @@ def render(results, plan, machine, command, args, seed_seconds, wall_seconds) ->
             target_rows(results, plan) + rss_rows(results, plan),
         ),
         "",
-        "**Every scenario** (SQL statements are counted on every connection, including the sync's own thread; "
-        "CPU = the scenario process, moto CPU = the S3 server process, both during the whole scenario process "
-        "for moto and during the timed part for the scenario)",
+        "**Every scenario**, over the timed part: SQL statements on every database connection (the sync's own "
+        "thread included); CPU seconds of the scenario's process and of the moto server; the 1-minute load average "
+        "at its start and end (the machine has "
+        f"{len(os.sched_getaffinity(0))} CPUs: a load above that means other processes competed for them).",
         "",
         md_table(
             ["Scenario", "Objects", "Seconds", "Per second", "Tasks created", "SQL (per object)", "CPU s"]
-            + ["moto CPU s", "Peak RSS MB"],
+            + ["moto CPU s", "Peak RSS MB", "Load"],
             detail_rows(results),
         ),
     ]
@@ -1034,7 +1109,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--template-db", help="cache the migrated template database here and reuse it next time")
     parser.add_argument("--work-dir", help="directory for databases and logs (default: a new temporary directory)")
+    parser.add_argument(
+        "--db-dir", help="directory for the scenario databases (default: WORK_DIR/db; e.g. /dev/shm for RAM)"
+    )
     parser.add_argument("--keep-work-dir", action="store_true", help="keep databases and logs after the run")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile each scenario's main thread (implies --keep-work-dir)"
+    )
     parser.add_argument("--scenario-timeout", type=float, default=3600.0, help="seconds per scenario")
     # Internal: one scenario, in a child process.
     parser.add_argument("--scenario", help=argparse.SUPPRESS)
@@ -1046,6 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.scenario:
         return child_main(args.scenario, args.child_config)
+    args.keep_work_dir = args.keep_work_dir or args.profile
 
     sys.path.insert(0, str(REPO))
     from label_studio_cortx.testing.moto_server import start_moto
@@ -1063,8 +1145,13 @@ def main(argv: list[str] | None = None) -> int:
     out = None if args.no_doc else Path(args.out) if args.out else (None if args.quick else DEFAULT_DOC)
 
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-sync-")).resolve()
-    for sub in ("logs", "configs", "results", "db", "ls-data"):
+    for sub in ("logs", "configs", "results", "ls-data"):
         (work_dir / sub).mkdir(parents=True, exist_ok=True)
+    db_dir = Path(args.db_dir).resolve() / work_dir.name if args.db_dir else work_dir / "db"
+    db_dir.mkdir(parents=True, exist_ok=True)
+    load_start = load_average()
+    if load_start > len(os.sched_getaffinity(0)) / 2:
+        log(f"warning: the 1-minute load average is {load_start:.1f}; other processes will skew the timings")
     log(f"work dir {work_dir}; scenarios: {', '.join(s.name for s in scenarios)}")
 
     run_start = time.perf_counter()
@@ -1076,7 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
         template = migrate_template(work_dir, Path(args.template_db).resolve() if args.template_db else None)
         resync_db = None
         for scenario in scenarios:
-            db_path = work_dir / "db" / f"{scenario.name}.sqlite3"
+            db_path = db_dir / f"{scenario.name}.sqlite3"
             if scenario.op == "resync" and resync_db is not None:
                 shutil.copyfile(resync_db, db_path)  # the state the files-mode sync left behind
             log(f"running {scenario.name}")
@@ -1091,7 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint.stop()
     wall = time.perf_counter() - run_start
 
-    machine = machine_info(endpoint.url)
+    machine = machine_info(endpoint.url, db_dir, (load_start, load_average()))
     section = render(results, plan, machine, command, args, seed_seconds, wall)
     print()
     print(section)
@@ -1101,8 +1188,9 @@ def main(argv: list[str] | None = None) -> int:
         write_doc(out, section)
         log(f"results written to {out}")
     if args.keep_work_dir:
-        log(f"databases and logs kept in {work_dir}")
+        log(f"databases and logs kept in {work_dir} and {db_dir}")
     else:
+        shutil.rmtree(db_dir, ignore_errors=True)
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0 if all(ok(r) for r in results.values()) else 1
 

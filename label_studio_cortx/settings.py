@@ -63,6 +63,7 @@ CORTX_SYNC_IN_BACKGROUND = get_bool_env('CORTX_SYNC_IN_BACKGROUND', True)
 CORTX_SYNC_WAIT_SECONDS = float(get_env('CORTX_SYNC_WAIT_SECONDS', 5))
 CORTX_READ_WORKERS = int(get_env('CORTX_READ_WORKERS', 8))
 CORTX_EXPORT_WORKERS = int(get_env('CORTX_EXPORT_WORKERS', 8))
+CORTX_MULTIPART_THRESHOLD = int(get_env('CORTX_MULTIPART_THRESHOLD', 64 * 1024 * 1024))
 
 # --- Redis/RQ workers ---
 # Label Studio's open-source settings hard-code REDIS_ENABLED = False. With CORTX_REDIS_URL set, syncs

@@ -8,13 +8,13 @@ from django.dispatch import receiver
 from tasks.models import Annotation
 
 from .export import delete_annotation_from_all, export_annotation_to_all
-from .models import CortxExportStorage
+from .models import ANNOTATION_JSON, CortxExportStorage
 
 
 @receiver(post_save, sender=Annotation, dispatch_uid="label_studio_cortx.export_on_save")
 def export_annotation_to_cortx_storages(sender, instance, **kwargs) -> None:
-    # Avoid an RQ job per annotation for projects without a CORTX target.
-    if CortxExportStorage.objects.filter(project_id=instance.project_id).exists():
+    # Avoid an RQ job per annotation for projects without a per-annotation CORTX target.
+    if CortxExportStorage.objects.filter(project_id=instance.project_id, export_format=ANNOTATION_JSON).exists():
         start_job_async_or_sync(export_annotation_to_all, instance.pk)
 
 

@@ -613,3 +613,30 @@ def test_target_sync_reports_failed_uploads_and_can_be_rerun(api, project, cortx
     )
     assert sync(api, target["id"], target=True)["status"] == "completed"
     assert keys(cortx_s3, bucket) == [str(annotation.id)]
+
+
+def test_secrets_never_reach_logs_or_errors(api, project, cortx_s3, s3_https, trust, caplog):
+    trust(cortx_s3, s3_https)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "img/a.jpg", b"x")
+    wrong_secret = "wrong-secret-value-42"
+    texts = []
+    with caplog.at_level(logging.DEBUG):
+        texts.append(error_text(validate(api, payload(cortx_s3, bucket, project, aws_secret_access_key=wrong_secret))))
+        texts.append(error_text(validate(api, payload(s3_https, bucket, project, ca_bundle=""))))
+        storage = create_source(api, cortx_s3, bucket, project, prefix="img", use_blob_urls=True)
+        texts.append(json.dumps(sync(api, storage["id"])))
+        target = create_target(api, cortx_s3, bucket, project, prefix="out")
+        texts.append(json.dumps(api.get(f"/api/storages/export/cortx/{target['id']}").json()))
+        task = project.tasks.get()
+        api.post(f"/api/tasks/{task.id}/annotations/", {"result": ANNOTATION_RESULT}, format="json")
+        from label_studio_cortx.models import CortxExportStorage
+
+        CortxExportStorage.objects.filter(pk=target["id"]).update(aws_secret_access_key=wrong_secret)
+        response = api.post(f"/api/storages/export/cortx/{target['id']}/sync")
+        assert response.status_code == 400
+        texts.append(error_text(response))
+    everything = caplog.text + "".join(texts)
+    assert "secret access key is wrong" in everything
+    for secret in (cortx_s3.access_key, cortx_s3.secret_key, s3_https.secret_key, wrong_secret):
+        assert secret not in everything
