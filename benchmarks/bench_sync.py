@@ -263,6 +263,7 @@ def base_child_env(work_dir: Path) -> dict[str, str]:
             "DJANGO_DB": "sqlite",
             "DEBUG": "false",
             "LOG_LEVEL": "WARNING",
+            "LATEST_VERSION_CHECK": "false",  # Label Studio asks pypi.org for its latest version at start-up
             "PYTHONUNBUFFERED": "1",
         }
     )

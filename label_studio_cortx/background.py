@@ -30,8 +30,8 @@ def start_sync(storage) -> None:
             import_sync_background,
             storage.__class__,
             storage.id,
-            queue_name='low',
-            meta={'project': storage.project_id, 'storage': storage.id},
+            queue_name="low",
+            meta={"project": storage.project_id, "storage": storage.id},
             project_id=storage.project_id,
             organization_id=storage.project.organization_id,
             on_failure=storage_background_failure,
@@ -45,7 +45,7 @@ def start_sync(storage) -> None:
         _run(storage.__class__, storage.id)
         return
     thread = threading.Thread(
-        target=_run_in_thread, args=(storage.__class__, storage.id), name=f'cortx-sync-{storage.id}', daemon=True
+        target=_run_in_thread, args=(storage.__class__, storage.id), name=f"cortx-sync-{storage.id}", daemon=True
     )
     thread.start()
     thread.join(conf.sync_wait_seconds())
@@ -55,7 +55,7 @@ def _run(storage_class, storage_id: int) -> None:
     try:
         import_sync_background(storage_class, storage_id)
     except Exception:
-        logger.info('CORTX storage %s: sync failed', storage_id, exc_info=True)
+        logger.info("CORTX storage %s: sync failed", storage_id, exc_info=True)
         storage = storage_class.objects.filter(pk=storage_id).first()
         if storage is not None:
             storage_background_failure(storage)

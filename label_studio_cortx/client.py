@@ -17,6 +17,7 @@ import boto3
 from botocore.config import Config
 
 from . import ca_bundle, conf, endpoints
+from .botocore_config import cortx_config
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +80,12 @@ class ConnectionConfig:
 
 def botocore_config(config: ConnectionConfig, path_style: bool | None = None) -> Config:
     connect_timeout, read_timeout, max_attempts, pool = config.timeouts
-    path_style = config.force_path_style if path_style is None else path_style
-    return Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path" if path_style else "virtual"},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
+    return cortx_config(
+        path_style=config.force_path_style if path_style is None else path_style,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        max_attempts=max_attempts,
         max_pool_connections=pool,
-        tcp_keepalive=True,
     )
 
 

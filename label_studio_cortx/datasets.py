@@ -39,7 +39,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -55,6 +54,7 @@ from botocore.exceptions import (
 )
 from tqdm import tqdm
 
+from label_studio_cortx.botocore_config import cortx_config
 from label_studio_cortx.manifest import (
     MANIFEST_NAME,
     ManifestFile,
@@ -220,14 +220,8 @@ def make_client(
     else:
         verify_arg = None  # botocore default: certifi, or AWS_CA_BUNDLE
 
-    config = Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path" if path_style else "virtual"},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"mode": "standard", "max_attempts": max_attempts},
+    config = cortx_config(
+        path_style=path_style, connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=max_attempts
     )
     session = boto3.session.Session()
     return session.client(

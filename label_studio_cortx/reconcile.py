@@ -17,11 +17,11 @@ logger = logging.getLogger(__name__)
 
 def mark_seen(storage, link_class, entries: list[dict], started, progress) -> None:
     """Stamp the links of one listing page as seen; update tasks of task files whose ETag changed."""
-    keys = [entry['Key'] for entry in entries]
+    keys = [entry["Key"] for entry in entries]
     links = link_class.objects.filter(storage=storage, key__in=keys)
     if storage.sync_update_changed and not storage.use_blob_urls:
-        etags = {entry['Key']: entry.get('ETag') for entry in entries}
-        known = dict(links.exclude(seen_at=started).values_list('key', 'object_etag').distinct())
+        etags = {entry["Key"]: entry.get("ETag") for entry in entries}
+        known = dict(links.exclude(seen_at=started).values_list("key", "object_etag").distinct())
         for key, old_etag in known.items():
             new_etag = etags.get(key)
             if old_etag and new_etag and old_etag != new_etag:
@@ -44,7 +44,7 @@ def _update_changed_file(storage, link_class, key: str, progress, started) -> No
     by_row = {obj.row_index or 0: obj for obj in objects}
     updated = skipped = 0
     with transaction.atomic():
-        for link in link_class.objects.filter(storage=storage, key=key).select_related('task'):
+        for link in link_class.objects.filter(storage=storage, key=key).select_related("task"):
             obj = by_row.pop(link.row_index or 0, None)
             if obj is None:
                 continue
@@ -52,7 +52,7 @@ def _update_changed_file(storage, link_class, key: str, progress, started) -> No
             if task.total_annotations and not storage.sync_touch_annotated:
                 skipped += 1
                 continue
-            data = obj.task_data['data'] if isinstance(obj.task_data.get('data'), dict) else obj.task_data
+            data = obj.task_data["data"] if isinstance(obj.task_data.get("data"), dict) else obj.task_data
             if task.data != data:
                 task.data = data
                 Task.objects.filter(pk=task.pk).update(data=data)
@@ -61,7 +61,7 @@ def _update_changed_file(storage, link_class, key: str, progress, started) -> No
     progress.created += len(created)
     progress.updated += updated
     if skipped:
-        progress.error(f'{key}: changed, but {skipped} task(s) with annotations were left as they are')
+        progress.error(f"{key}: changed, but {skipped} task(s) with annotations were left as they are")
 
 
 def remove_missing(storage, link_class, started, progress) -> None:
@@ -73,12 +73,12 @@ def remove_missing(storage, link_class, started, progress) -> None:
         removable, kept = missing, link_class.objects.none()
     else:
         removable = missing.filter(task__total_annotations=0, task__cancelled_annotations=0)
-        kept = missing.exclude(pk__in=removable.values('pk'))
+        kept = missing.exclude(pk__in=removable.values("pk"))
     kept_count = kept.update(object_exists=False)
-    task_ids = list(removable.values_list('task_id', flat=True))
+    task_ids = list(removable.values_list("task_id", flat=True))
     for start in range(0, len(task_ids), 500):
         Task.delete_tasks_without_signals(Task.objects.filter(pk__in=task_ids[start : start + 500]))
     progress.removed = len(task_ids)
     progress.kept_missing = kept_count
     if task_ids:
-        logger.info('CORTX storage %s: removed %d tasks whose objects are gone', storage.pk, len(task_ids))
+        logger.info("CORTX storage %s: removed %d tasks whose objects are gone", storage.pk, len(task_ids))

@@ -59,17 +59,17 @@ CORTX_READ_TIMEOUT = float(get_env("CORTX_READ_TIMEOUT", 60))
 CORTX_MAX_ATTEMPTS = int(get_env("CORTX_MAX_ATTEMPTS", 3))
 CORTX_DEFAULT_REGION = get_env("CORTX_DEFAULT_REGION", "us-east-1")
 CORTX_DEFAULT_ENDPOINT = get_env("CORTX_DEFAULT_ENDPOINT", "")
-CORTX_SYNC_IN_BACKGROUND = get_bool_env('CORTX_SYNC_IN_BACKGROUND', True)
-CORTX_SYNC_WAIT_SECONDS = float(get_env('CORTX_SYNC_WAIT_SECONDS', 5))
-CORTX_READ_WORKERS = int(get_env('CORTX_READ_WORKERS', 8))
-CORTX_EXPORT_WORKERS = int(get_env('CORTX_EXPORT_WORKERS', 8))
-CORTX_MULTIPART_THRESHOLD = int(get_env('CORTX_MULTIPART_THRESHOLD', 64 * 1024 * 1024))
+CORTX_SYNC_IN_BACKGROUND = get_bool_env("CORTX_SYNC_IN_BACKGROUND", True)
+CORTX_SYNC_WAIT_SECONDS = float(get_env("CORTX_SYNC_WAIT_SECONDS", 5))
+CORTX_READ_WORKERS = int(get_env("CORTX_READ_WORKERS", 8))
+CORTX_EXPORT_WORKERS = int(get_env("CORTX_EXPORT_WORKERS", 8))
+CORTX_MULTIPART_THRESHOLD = int(get_env("CORTX_MULTIPART_THRESHOLD", 64 * 1024 * 1024))
 
 # --- Redis/RQ workers ---
 # Label Studio's open-source settings hard-code REDIS_ENABLED = False. With CORTX_REDIS_URL set, syncs
 # and export-on-save jobs go to RQ queues instead; run workers with the same settings module:
 #   DJANGO_SETTINGS_MODULE=label_studio_cortx.settings python -m label_studio.manage rqworker low default
-CORTX_REDIS_URL = get_env('CORTX_REDIS_URL', '')
+CORTX_REDIS_URL = get_env("CORTX_REDIS_URL", "")
 if CORTX_REDIS_URL:
     REDIS_ENABLED = True
-    RQ_QUEUES = {name: {**queue, 'URL': CORTX_REDIS_URL} for name, queue in RQ_QUEUES.items()}
+    RQ_QUEUES = {name: {**queue, "URL": CORTX_REDIS_URL} for name, queue in RQ_QUEUES.items()}

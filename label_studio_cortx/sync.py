@@ -27,8 +27,8 @@ from . import conf
 logger = logging.getLogger(__name__)
 
 # Errors by which a store says it has no ListObjectsV2; V1 with markers is used instead.
-_V2_UNSUPPORTED = {'NotImplemented', 'InvalidArgument', 'InvalidRequest', 'MethodNotAllowed'}
-_TASK_FILE_EXTENSIONS = ('.json', '.jsonl')
+_V2_UNSUPPORTED = {"NotImplemented", "InvalidArgument", "InvalidRequest", "MethodNotAllowed"}
+_TASK_FILE_EXTENSIONS = (".json", ".jsonl")
 MAX_REPORTED_ERRORS = 50
 
 
@@ -37,26 +37,26 @@ def list_params(storage) -> dict:
     """ListObjects parameters for a source storage, the same for checking and for syncing."""
     params = {}
     if storage.prefix:
-        params['Prefix'] = storage.prefix.rstrip('/') + '/'
+        params["Prefix"] = storage.prefix.rstrip("/") + "/"
     if not storage.recursive_scan:
-        params['Delimiter'] = '/'
+        params["Delimiter"] = "/"
     return params
 
 
 def iter_pages(client, bucket: str, params: dict, page_size: int = 1000) -> Iterator[list[dict]]:
     """Yield the object entries of each listing page; never holds more than one page."""
     try:
-        paginator = client.get_paginator('list_objects_v2')
-        for page in paginator.paginate(Bucket=bucket, PaginationConfig={'PageSize': page_size}, **params):
-            yield page.get('Contents', [])
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": page_size}, **params):
+            yield page.get("Contents", [])
         return
     except ClientError as exc:
-        if exc.response.get('Error', {}).get('Code') not in _V2_UNSUPPORTED:
+        if exc.response.get("Error", {}).get("Code") not in _V2_UNSUPPORTED:
             raise
-        logger.info('ListObjectsV2 is not supported by the endpoint, falling back to ListObjects (V1)')
-    paginator = client.get_paginator('list_objects')
-    for page in paginator.paginate(Bucket=bucket, PaginationConfig={'PageSize': page_size}, **params):
-        yield page.get('Contents', [])
+        logger.info("ListObjectsV2 is not supported by the endpoint, falling back to ListObjects (V1)")
+    paginator = client.get_paginator("list_objects")
+    for page in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": page_size}, **params):
+        yield page.get("Contents", [])
 
 
 def iter_object_pages(storage) -> Iterator[list[dict]]:
@@ -65,11 +65,7 @@ def iter_object_pages(storage) -> Iterator[list[dict]]:
     client = storage.get_client()
     try:
         for page in iter_pages(client, storage.bucket, list_params(storage)):
-            yield [
-                obj
-                for obj in page
-                if not obj['Key'].endswith('/') and (regex is None or regex.match(obj['Key']))
-            ]
+            yield [obj for obj in page if not obj["Key"].endswith("/") and (regex is None or regex.match(obj["Key"]))]
     except Exception as exc:
         raise storage.connection_error(exc) from None
 
@@ -83,16 +79,16 @@ def iter_objects(storage) -> Iterator[dict]:
 def read_task_data(storage, key: str, client=None) -> list[StorageObject]:
     """Task data for one object: a link to the object (files mode) or the tasks in a JSON/JSONL file."""
     if storage.use_blob_urls:
-        return [StorageObject(key=key, task_data={settings.DATA_UNDEFINED_NAME: f's3://{storage.bucket}/{key}'})]
+        return [StorageObject(key=key, task_data={settings.DATA_UNDEFINED_NAME: f"s3://{storage.bucket}/{key}"})]
     client = client or storage.get_client()
     try:
-        body = client.get_object(Bucket=storage.bucket, Key=key)['Body']
-        if key.lower().endswith('.jsonl'):
+        body = client.get_object(Bucket=storage.bucket, Key=key)["Body"]
+        if key.lower().endswith(".jsonl"):
             return list(_iter_jsonl(body, key))
         return list(load_tasks_json(body.read(), key))
     except (ValueError, UnicodeDecodeError) as exc:
         cause = exc.__cause__ or exc
-        raise TaskFileError(key, f'not a valid JSON/JSONL task file ({cause})') from None
+        raise TaskFileError(key, f"not a valid JSON/JSONL task file ({cause})") from None
     except Exception as exc:
         raise TaskFileError(key, str(storage.connection_error(exc))) from None
 
@@ -105,9 +101,9 @@ def _iter_jsonl(body, key: str) -> Iterator[StorageObject]:
         try:
             record = json.loads(line)
         except ValueError as exc:
-            raise ValueError(f'line {index + 1} is not valid JSON ({exc})') from None
+            raise ValueError(f"line {index + 1} is not valid JSON ({exc})") from None
         if not isinstance(record, dict):
-            raise ValueError(f'line {index + 1} is not a JSON object')
+            raise ValueError(f"line {index + 1} is not a JSON object")
         yield StorageObject(key=key, task_data=record, row_index=index)
 
 
@@ -115,7 +111,7 @@ class TaskFileError(Exception):
     """A task file that could not be read or parsed; the sync reports it by key and goes on."""
 
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f'{key}: {reason}')
+        super().__init__(f"{key}: {reason}")
         self.key = key
 
 
@@ -138,21 +134,21 @@ class SyncProgress:
 
     def report(self) -> list[str]:
         hidden = self.error_count - len(self.errors)
-        return self.errors + ([f'... and {hidden} more'] if hidden else [])
+        return self.errors + ([f"... and {hidden} more"] if hidden else [])
 
 
 def _split_task(record: dict) -> tuple[dict, dict, bool]:
     """(data, meta, needs_full_import): tasks with annotations or predictions take Label Studio's path."""
-    rich = bool(record.get('annotations') or record.get('predictions'))
-    if isinstance(record.get('data'), dict):
-        return record['data'], record.get('meta') or {}, rich
+    rich = bool(record.get("annotations") or record.get("predictions"))
+    if isinstance(record.get("data"), dict):
+        return record["data"], record.get("meta") or {}, rich
     return record, {}, rich
 
 
 def _next_inner_id(project) -> int:
     from tasks.models import Task
 
-    last = Task.objects.filter(project=project).order_by('-inner_id').values_list('inner_id', flat=True).first()
+    last = Task.objects.filter(project=project).order_by("-inner_id").values_list("inner_id", flat=True).first()
     return (last or 0) + 1
 
 
@@ -167,7 +163,7 @@ def create_tasks(
         return []
     project = storage.project
     with transaction.atomic():
-        if connection.vendor != 'sqlite':
+        if connection.vendor != "sqlite":
             # Serialize inner_id allocation with Label Studio's own importers.
             Project.objects.select_for_update().filter(pk=project.pk).first()
         inner_id = _next_inner_id(project)
@@ -187,7 +183,7 @@ def create_tasks(
                         meta=meta,
                         overlap=project.maximum_annotations,
                         inner_id=inner_id,
-                        allow_skip=obj.task_data.get('allow_skip', True),
+                        allow_skip=obj.task_data.get("allow_skip", True),
                     ),
                 )
             )
@@ -197,8 +193,8 @@ def create_tasks(
             # Databases that cannot return ids from a bulk insert: read them back in creation order.
             ids = list(
                 Task.objects.filter(project=project, inner_id__gte=tasks[0].inner_id)
-                .order_by('inner_id')
-                .values_list('id', flat=True)
+                .order_by("inner_id")
+                .values_list("id", flat=True)
             )
             for task, pk in zip(tasks, ids, strict=True):
                 task.pk = task.id = pk
@@ -227,22 +223,22 @@ def create_tasks(
             )
             created_ids.append(task.pk)
         except Exception as exc:
-            progress.error(f'{obj.key}: task {obj.row_index or 0} was not imported ({exc})')
-    if created_ids and hasattr(project, 'summary'):
-        project.summary.update_data_columns(Task.objects.filter(pk__in=created_ids).only('id', 'data'))
+            progress.error(f"{obj.key}: task {obj.row_index or 0} was not imported ({exc})")
+    if created_ids and hasattr(project, "summary"):
+        project.summary.update_data_columns(Task.objects.filter(pk__in=created_ids).only("id", "data"))
     return created_ids
 
 
 def _read_new_objects(storage, entries: list[dict], pool: ThreadPoolExecutor | None, progress) -> list[StorageObject]:
     if storage.use_blob_urls:
-        return [obj for entry in entries for obj in read_task_data(storage, entry['Key'])]
+        return [obj for entry in entries for obj in read_task_data(storage, entry["Key"])]
     candidates = []
     for entry in entries:
-        if entry['Key'].lower().endswith(_TASK_FILE_EXTENSIONS):
-            candidates.append(entry['Key'])
+        if entry["Key"].lower().endswith(_TASK_FILE_EXTENSIONS):
+            candidates.append(entry["Key"])
         else:
             progress.error(
-                f'{entry["Key"]}: not a JSON/JSONL task file. To create one task per object (images, audio, '
+                f"{entry['Key']}: not a JSON/JSONL task file. To create one task per object (images, audio, "
                 'text...), set the import method to "Files".'
             )
     client = storage.get_client()
@@ -276,12 +272,12 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
         for entries in iter_object_pages(storage):
             if not entries:
                 continue
-            keys = [entry['Key'] for entry in entries]
-            existing = set(link_class.objects.filter(storage=storage, key__in=keys).values_list('key', flat=True))
+            keys = [entry["Key"] for entry in entries]
+            existing = set(link_class.objects.filter(storage=storage, key__in=keys).values_list("key", flat=True))
             progress.existed += len(existing)
-            new_entries = [entry for entry in entries if entry['Key'] not in existing]
+            new_entries = [entry for entry in entries if entry["Key"] not in existing]
             objects = _read_new_objects(storage, new_entries, pool, progress)
-            etags = {entry['Key']: entry.get('ETag') for entry in new_entries}
+            etags = {entry["Key"]: entry.get("ETag") for entry in new_entries}
             created = create_tasks(storage, link_class, objects, progress, etags, started)
             progress.created += len(created)
             progress.task_ids_for_webhook.extend(created)
@@ -316,9 +312,9 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
     storage.project.update_tasks_states(
         maximum_annotations_changed=False, overlap_cohort_percentage_changed=False, tasks_number_changed=True
     )
-    counts = {'tasks_existed': progress.existed}
+    counts = {"tasks_existed": progress.existed}
     if storage.sync_update_changed:
-        counts['tasks_updated'] = progress.updated
+        counts["tasks_updated"] = progress.updated
     if storage.sync_remove_missing:
         counts.update(tasks_removed=progress.removed, tasks_missing_kept=progress.kept_missing)
     if progress.error_count:
@@ -328,4 +324,3 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
     else:
         storage.info_set_completed(last_sync_count=progress.created, **counts)
     return progress
-

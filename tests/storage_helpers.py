@@ -49,3 +49,26 @@ def payload(endpoint, bucket: str, project=None, **extra) -> dict:
 def error_text(response) -> str:
     """Every human message of an error response, flattened (Label Studio nests validation errors)."""
     return json.dumps(response.json())
+
+
+def read_only_key(endpoint) -> tuple[str, str]:
+    """A second IAM user that may list and read but not write, as a mis-provisioned target key."""
+    iam = endpoint.client("iam")
+    name = f"reader-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def seed_objects(endpoint, bucket: str, count: int, prefix: str = "") -> None:
+    """``count`` small objects named <prefix>00000.jpg, ... written concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = endpoint.client()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: client.put_object(Bucket=bucket, Key=f"{prefix}{i:05d}.jpg", Body=b"x"), range(count)))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.storage_helpers import new_bucket
+from tests.storage_helpers import new_bucket, seed_objects
 
 
 def _source(project, endpoint, bucket, **fields):
@@ -24,14 +24,6 @@ def _source(project, endpoint, bucket, **fields):
         use_blob_urls=True,
         **fields,
     )
-
-
-def _seed(endpoint, bucket, count):
-    from concurrent.futures import ThreadPoolExecutor
-
-    client = endpoint.client()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: client.put_object(Bucket=bucket, Key=f"{i:05d}.jpg", Body=b"x"), range(count)))
 
 
 def _wait_done(storage, timeout=120):
@@ -53,7 +45,7 @@ def test_sync_request_returns_while_a_large_sync_goes_on_in_a_thread(api, projec
     settings.CORTX_SYNC_WAIT_SECONDS = 0
     settings.STORAGE_IN_PROGRESS_TIMER = 0.0  # progress on every page
     bucket = new_bucket(s3_http)
-    _seed(s3_http, bucket, 3000)
+    seed_objects(s3_http, bucket, 3000)
     storage = _source(project, s3_http, bucket)
     api.get("/api/storages/types")  # the first request of a process imports the URL conf: not timed
     started = time.monotonic()
@@ -72,7 +64,7 @@ def test_small_sync_answers_with_its_final_status(api, project, s3_http, setting
     settings.CORTX_SYNC_IN_BACKGROUND = True
     settings.CORTX_SYNC_WAIT_SECONDS = 30
     bucket = new_bucket(s3_http)
-    _seed(s3_http, bucket, 3)
+    seed_objects(s3_http, bucket, 3)
     storage = _source(project, s3_http, bucket)
     assert api.post(f"/api/storages/cortx/{storage.id}/sync").json()["status"] == "completed"
 
@@ -102,7 +94,7 @@ def test_sync_runs_on_an_rq_worker_when_redis_is_configured(api, project, s3_htt
 
     monkeypatch.setattr(core.redis, "_redis", django_rq.get_connection("low"))
     bucket = new_bucket(s3_http)
-    _seed(s3_http, bucket, 25)
+    seed_objects(s3_http, bucket, 25)
     storage = _source(project, s3_http, bucket)
 
     response = api.post(f"/api/storages/cortx/{storage.id}/sync")

@@ -339,7 +339,7 @@ def test_4_target_storage_receives_submitted_annotation(session, endpoint, proje
             page.get_by_role("button", name="Submit").click()
         assert saved.value.status == 201
         annotation_id = saved.value.json()["id"]
-        page.get_by_text("Annotation saved successfully").wait_for()
+        page.get_by_text("Annotation saved successfully", exact=True).wait_for()
         _screenshot(session, screenshot_dir, "04-target-and-annotation.png")
 
         key = f"annotations/{annotation_id}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from label_studio_cortx.datasets import load_coco, load_csv, load_json, load_voc, load_yolo, main_pull
-from tests.storage_helpers import error_text, keys, new_bucket, payload, read_json
+from tests.storage_helpers import error_text, keys, new_bucket, payload, read_json, read_only_key
 
 # Two annotated images and one without annotations (left out of snapshots, as in Label Studio's export).
 IMAGES = [("cat1.jpg", 640, 480), ("dog2.jpg", 800, 600), ("empty3.jpg", 320, 240)]
@@ -317,20 +316,6 @@ def test_management_command_writes_snapshots_and_fails_loudly(api, annotated, tr
 
 
 # --- failures, and per-annotation behaviour --------------------------------------------------------------------------
-def _read_only_key(endpoint) -> tuple[str, str]:
-    """A user that may list and read but not write, as a mis-provisioned target key."""
-    iam = endpoint.client("iam")
-    name = f"snapshot-reader-{uuid.uuid4().hex[:8]}"
-    iam.create_user(UserName=name)
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}],
-    }
-    iam.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return key["AccessKeyId"], key["SecretAccessKey"]
-
-
 def test_failed_snapshot_keeps_latest_and_annotations_and_can_be_rerun(api, annotated, trusted, monkeypatch):
     from data_export.models import Export
     from tasks.models import Annotation
@@ -344,7 +329,7 @@ def test_failed_snapshot_keeps_latest_and_annotations_and_can_be_rerun(api, anno
     annotations = list(Annotation.objects.values("id", "updated_at", "result").order_by("id"))
 
     # The store refuses writes.
-    key_id, secret = _read_only_key(trusted)
+    key_id, secret = read_only_key(trusted)
     CortxExportStorage.objects.filter(pk=target["id"]).update(aws_access_key_id=key_id, aws_secret_access_key=secret)
     status = sync(api, target["id"])
     assert status["status"] == "failed" and "denied" in status["traceback"]

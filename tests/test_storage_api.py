@@ -7,12 +7,11 @@ import json
 import logging
 import socket
 import threading
-import uuid
 
 import pytest
 from django.test import override_settings
 
-from tests.storage_helpers import error_text, keys, new_bucket, payload, put, read_json
+from tests.storage_helpers import error_text, keys, new_bucket, payload, put, read_json, read_only_key
 
 SECRET_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 
@@ -576,20 +575,6 @@ def test_every_request_is_path_style_without_flexible_checksums(api, project, co
     assert {"PUT", "DELETE", "GET"} <= {r.method for r in seen}
 
 
-def _read_only_key(endpoint) -> tuple[str, str]:
-    """A second IAM user that may list and read but not write, as a mis-provisioned target key."""
-    iam = endpoint.client("iam")
-    name = f"reader-{uuid.uuid4().hex[:8]}"
-    iam.create_user(UserName=name)
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}],
-    }
-    iam.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return key["AccessKeyId"], key["SecretAccessKey"]
-
-
 def test_target_sync_reports_failed_uploads_and_can_be_rerun(api, project, cortx_s3, trust):
     trust(cortx_s3)
     bucket = new_bucket(cortx_s3)
@@ -599,7 +584,7 @@ def test_target_sync_reports_failed_uploads_and_can_be_rerun(api, project, cortx
 
     from label_studio_cortx.models import CortxExportStorage
 
-    key_id, secret = _read_only_key(cortx_s3)
+    key_id, secret = read_only_key(cortx_s3)
     CortxExportStorage.objects.filter(pk=target["id"]).update(aws_access_key_id=key_id, aws_secret_access_key=secret)
     annotation = Annotation.objects.create(task=task, project=project, result=ANNOTATION_RESULT)
     result = sync(api, target["id"], target=True)

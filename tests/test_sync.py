@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.storage_helpers import new_bucket, put
+from tests.storage_helpers import new_bucket, put, seed_objects
 
 PAGE = 1000
 
@@ -34,14 +34,6 @@ def source(project, settings):
     return _make
 
 
-def _seed(endpoint, bucket, count, prefix="img/"):
-    from concurrent.futures import ThreadPoolExecutor
-
-    client = endpoint.client()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: client.put_object(Bucket=bucket, Key=f"{prefix}{i:05d}.jpg", Body=b"x"), range(count)))
-
-
 def _synced(storage):
     storage.sync()
     storage.refresh_from_db()
@@ -50,7 +42,7 @@ def _synced(storage):
 
 def test_files_mode_across_pages_creates_each_task_once(project, s3_http, source):
     bucket = new_bucket(s3_http)
-    _seed(s3_http, bucket, 2 * PAGE + 150)
+    seed_objects(s3_http, bucket, 2 * PAGE + 150, prefix="img/")
     storage = _synced(source(s3_http, bucket, prefix="img", use_blob_urls=True))
     assert storage.status == "completed" and storage.last_sync_count == 2150
     tasks = project.tasks.order_by("inner_id")
