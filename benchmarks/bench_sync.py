@@ -804,7 +804,19 @@ def child_main(name: str, config_path: str) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def machine_info(moto_url: str, db_dir: Path, loads: tuple[float, float]) -> dict[str, str]:
+def plugin_source_hash() -> str:
+    """A digest of the plugin's Python sources, to tell whether they changed while the benchmark ran."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "label_studio_cortx").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def machine_info(
+    moto_url: str, db_dir: Path, loads: tuple[float, float], source_hashes: tuple[str, str]
+) -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -839,7 +851,8 @@ def machine_info(moto_url: str, db_dir: Path, loads: tuple[float, float]) -> dic
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "Label Studio": version("label-studio"),
-        "label-studio-cortx": f"{version('label-studio-cortx')} (git {commit})",
+        "label-studio-cortx": f"{version('label-studio-cortx')} (git {commit}; sources sha256 {source_hashes[0]}"
+        + (")" if source_hashes[0] == source_hashes[1] else f", **changed during the run** to {source_hashes[1]})"),
         "Django": version("django"),
         "boto3 / botocore": f"{version('boto3')} / {version('botocore')}",
         "moto": version("moto"),
@@ -1151,6 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
     db_dir = Path(args.db_dir).resolve() / work_dir.name if args.db_dir else work_dir / "db"
     db_dir.mkdir(parents=True, exist_ok=True)
     load_start = load_average()
+    source_start = plugin_source_hash()
     if load_start > len(os.sched_getaffinity(0)) / 2:
         log(f"warning: the 1-minute load average is {load_start:.1f}; other processes will skew the timings")
     log(f"work dir {work_dir}; scenarios: {', '.join(s.name for s in scenarios)}")
@@ -1179,7 +1193,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint.stop()
     wall = time.perf_counter() - run_start
 
-    machine = machine_info(endpoint.url, db_dir, (load_start, load_average()))
+    machine = machine_info(endpoint.url, db_dir, (load_start, load_average()), (source_start, plugin_source_hash()))
     section = render(results, plan, machine, command, args, seed_seconds, wall)
     print()
     print(section)

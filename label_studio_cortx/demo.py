@@ -318,7 +318,9 @@ def _raise_keyboard_interrupt(signum, frame):
 def main_demo(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     data_dir: Path = args.data_dir.expanduser().absolute()
-    # SIGTERM (e.g. from a process manager) stops the demo as cleanly as Ctrl-C.
+    # Ctrl-C stops the demo cleanly even when a shell started it in the background (which ignores SIGINT),
+    # and so does SIGTERM (e.g. from a process manager).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with single_instance(data_dir):
@@ -329,6 +331,7 @@ def main_demo(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
 
 

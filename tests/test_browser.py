@@ -315,6 +315,7 @@ def test_4_target_storage_receives_submitted_annotation(session, endpoint, proje
         dialog = _open_cortx_dialog(session, project["id"], "Target")
         _fill_connection(dialog, endpoint, title="Annotations on CORTX", prefix="annotations")
         assert _check_connection(page) == "Successfully connected!"
+        _screenshot(session, screenshot_dir, "04a-add-cortx-target.png", height=1000)
         page.get_by_role("button", name="Add storage").click()
         dialog.wait_for(state="detached")
         _card(page, "Annotations on CORTX").wait_for()
@@ -371,10 +372,12 @@ def test_4_target_storage_receives_submitted_annotation(session, endpoint, proje
 # --- 5. errors say what is wrong ----------------------------------------------------------------------------------
 def _close_error_modal(page) -> None:
     """The form shows the error inline and Label Studio also opens it in a second modal: close that one."""
-    modals = page.locator(".lsf-modal-ls__content")
-    if modals.count() > 1:
-        modals.last.get_by_role("button", name="Close modal").click()
-        page.wait_for_function("() => document.querySelectorAll('.lsf-modal-ls__content').length === 1")
+    second = page.locator(".lsf-modal-ls__content").nth(1)
+    with contextlib.suppress(Exception):
+        second.wait_for(timeout=5_000)
+    if second.count():
+        second.get_by_role("button", name="Close modal").click()
+        second.wait_for(state="detached")
 
 
 def test_5_wrong_secret_and_untrusted_certificate_messages(session, endpoint, project, screenshot_dir):
@@ -389,8 +392,9 @@ def test_5_wrong_secret_and_untrusted_certificate_messages(session, endpoint, pr
         message.wait_for()
         assert message.is_visible()
         assert "Debugging info is not available" not in inline.inner_text()
-        _screenshot(session, screenshot_dir, "05-check-connection-error.png")
         _close_error_modal(page)
+        inline.scroll_into_view_if_needed()
+        _screenshot(session, screenshot_dir, "05-check-connection-error.png")
 
         dialog.locator("input[name=aws_secret_access_key]").fill(endpoint.secret_key)
         dialog.locator("input[name=ca_bundle]").fill("")

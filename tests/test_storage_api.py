@@ -625,3 +625,31 @@ def test_secrets_never_reach_logs_or_errors(api, project, cortx_s3, s3_https, tr
     assert "secret access key is wrong" in everything
     for secret in (cortx_s3.access_key, cortx_s3.secret_key, s3_https.secret_key, wrong_secret):
         assert secret not in everything
+
+
+def test_files_lists_what_a_sync_would_import(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    for name in ("img/a.jpg", "img/b.png", "img/c.txt", "img/deep/d.jpg"):
+        put(cortx_s3, bucket, name, b"x")
+    data = payload(cortx_s3, bucket, project, prefix="img", regex_filter=r".*\.(jpg|png)$", limit=10)
+    response = api.post("/api/storages/cortx/files", data, format="json")
+    assert response.status_code == 200, response.content
+    assert [f["key"] for f in response.json()["files"]] == ["img/a.jpg", "img/b.png"]
+    assert response.json()["files"][0]["size"] == 1
+    bad = api.post("/api/storages/cortx/files", payload(cortx_s3, bucket, project, aws_secret_access_key="nope"))
+    assert_invalid(bad, "secret access key is wrong")
+
+
+def test_switching_tls_verification_off_is_an_admin_decision(api, project, s3_https, trust, settings, caplog):
+    trust(s3_https)
+    bucket = new_bucket(s3_https)
+    with caplog.at_level(logging.WARNING):
+        allowed = validate(api, payload(s3_https, bucket, project, ca_bundle="", verify_tls=False))
+    assert allowed.status_code == 200, allowed.content
+    assert "does not verify TLS" in caplog.text
+    settings.CORTX_ALLOW_INSECURE_TLS = False
+    refused = api.post(
+        "/api/storages/cortx/", payload(s3_https, bucket, project, ca_bundle="", verify_tls=False), format="json"
+    )
+    assert_invalid(refused, "CORTX_ALLOW_INSECURE_TLS")

@@ -88,6 +88,10 @@ def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> int | None
     return process.wait(timeout=5)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cleanup(process: subprocess.Popen, owned_dir: str | None) -> None:
     try:
         stop_process(process)
@@ -294,6 +298,9 @@ def start_label_studio(
             # Its own process group: a Ctrl-C in the terminal reaches only the caller, which stops the server
             # in order (and the server never sees a half-finished demo set-up).
             start_new_session=True,
+            # A parent started in the background by a shell ignores SIGINT, and the child would inherit that:
+            # give the server back the default so that stop() can end it like Ctrl-C.
+            preexec_fn=_default_sigint if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else None,
         )
     finalizer = weakref.finalize(process, _cleanup, process, owned_dir)
     try:
