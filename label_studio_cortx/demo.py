@@ -82,7 +82,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 # --- output --------------------------------------------------------------------------------------------------
 class Progress:
-    """Numbered steps; a live timer on a terminal, a line every few seconds otherwise (logs, CI)."""
+    """Numbered steps; a live timer on a terminal, a line every ten seconds otherwise (logs, CI)."""
+
+    _ERASE_LINE = "\x1b[K"
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stdout
@@ -91,20 +93,26 @@ class Progress:
         self.label = ""
         self.started = 0.0
         self._last_line = 0.0
+        self._open = False
+
+    def note(self, text: str) -> None:
+        self._write(f"      {text}")
 
     def begin(self, label: str) -> None:
         self.step += 1
         self.label = label
         self.started = time.monotonic()
         self._last_line = self.started
+        self._open = self.tty
         self._write(f"[{self.step}/{STEPS}] {label} ...", end="" if self.tty else "\n")
 
     def tick(self, detail: str = "") -> None:
         elapsed = time.monotonic() - self.started
         if self.tty:
-            text = f"\r[{self.step}/{STEPS}] {self.label} ... {elapsed:4.0f} s {detail}"
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            self._write(text[:width].ljust(width), end="")
+            # One terminal line, rewritten in place: cut to the width so that it never wraps.
+            text = f"[{self.step}/{STEPS}] {self.label} ... {elapsed:.0f} s {detail}".rstrip()
+            width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+            self._write("\r" + text[:width] + self._ERASE_LINE, end="")
         elif time.monotonic() - self._last_line >= 10:
             self._last_line = time.monotonic()
             self._write(f"      ... {elapsed:.0f} s {detail}".rstrip())
@@ -113,14 +121,16 @@ class Progress:
         elapsed = time.monotonic() - self.started
         suffix = f"{result} ({elapsed:.1f} s)"
         if self.tty:
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            self._write(f"\r[{self.step}/{STEPS}] {self.label} ... {suffix}"[:width].ljust(width))
+            self._write(f"\r[{self.step}/{STEPS}] {self.label} ... {suffix}{self._ERASE_LINE}")
         else:
             self._write(f"      {suffix}")
+        self._open = False
 
     def fail(self) -> None:
-        if self.tty and self.label:
+        """End a step's line that was left open by an interruption or an error."""
+        if self._open:
             self._write("")
+            self._open = False
 
     def _write(self, text: str, end: str = "\n") -> None:
         self.stream.write(text + end)
@@ -326,7 +336,7 @@ def main_demo(argv: list[str] | None = None) -> int:
         with single_instance(data_dir):
             return _run(args, data_dir)
     except DemoError as exc:
-        say(f"\nError: {exc}")
+        say(f"Error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 0
@@ -360,8 +370,9 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         seed_bucket(endpoint, objects)
         progress.done(f"{len(objects) - 1} images + {sample_data.TASKS_KEY}")
 
-        what = "creating its database, about a minute the first time" if first_run else "reusing its database"
-        progress.begin(f"Starting Label Studio with the CORTX plugin ({what})")
+        if first_run:
+            progress.note("First run: Label Studio creates its database, which takes about a minute.")
+        progress.begin("Starting Label Studio with the CORTX plugin")
         try:
             server = start_label_studio(
                 port=args.port,
@@ -378,7 +389,7 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         if server.port != args.port:
             say(f"      Port {args.port} is busy: Label Studio took port {server.port} instead.")
 
-        progress.begin(f"Setting up project '{PROJECT_TITLE}' with CORTX S3 source and target storages")
+        progress.begin(f"Setting up project '{PROJECT_TITLE}' and its CORTX S3 storages")
         api = server.api()
         try:
             state = set_up_project(api, endpoint)
@@ -410,7 +421,12 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         progress.fail()
         say("\nStopping ...")
         return 0
+    except BaseException:
+        progress.fail()
+        raise
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave a server behind (each stop is bounded).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if server is not None:
             server.stop()
         if endpoint is not None:

@@ -278,6 +278,9 @@ def test_2_sync_creates_tasks_listed_in_data_manager(session, project, screensho
         rows.first.wait_for()
         assert rows.count() == IMAGE_COUNT
         assert page.get_by_title("Total tasks in the project").inner_text() == str(IMAGE_COUNT)
+        page.locator(".lsf-table__row-wrapper img").first.wait_for()
+        page.wait_for_load_state("networkidle")
+        _screenshot(session, screenshot_dir, "02b-data-manager.png")
     state["synced"] = True
 
 

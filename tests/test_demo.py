@@ -287,3 +287,30 @@ def test_second_demo_on_the_same_data_dir_is_refused(tmp_path):
         )
     assert result.returncode == 2
     assert "Another demo is already running" in result.stdout
+
+
+def test_demo_defaults_follow_label_studio(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    args = demo.parse_args([])
+    assert args.port == 8080 and not args.reset and not args.https
+    assert args.data_dir == tmp_path / "label-studio-cortx-demo"
+    assert demo.parse_args(["--port", "9001", "--reset"]).port == 9001
+
+
+def test_sample_data_is_real_distinct_images_and_a_task_file():
+    from PIL import Image
+
+    objects = sample_data.sample_objects("bucket-x")
+    images, (tasks_key, tasks_body, tasks_type) = objects[:-1], objects[-1]
+    assert len(images) == sample_data.DEFAULT_COUNT and tasks_key == sample_data.TASKS_KEY
+    assert len({body for _, body, _ in images}) == len(images)  # all different
+    for key, body, content_type in images:
+        picture = Image.open(io.BytesIO(body))
+        assert picture.size == sample_data.SIZE
+        assert picture.format == {"image/png": "PNG", "image/jpeg": "JPEG"}[content_type]
+        assert key.startswith(sample_data.IMAGE_PREFIX) and len(body) < 20_000
+    assert {ct for _, _, ct in images} == {"image/png", "image/jpeg"}
+    tasks = json.loads(tasks_body)
+    assert tasks_type == "application/json"
+    assert [t["data"]["image"] for t in tasks] == [f"s3://bucket-x/{key}" for key, _, _ in images]
+    assert sample_data.sample_objects("bucket-x") == objects  # deterministic: re-runs seed the same bytes
