@@ -7,6 +7,9 @@ os.environ.setdefault("LABEL_STUDIO_BASE_DATA_DIR", tempfile.mkdtemp(prefix="ls-
 # Label Studio reports errors to its Sentry project by default.
 os.environ["SENTRY_DSN"] = ""
 os.environ["FRONTEND_SENTRY_DSN"] = ""
+# Nor ask PyPI for its latest version, nor send usage analytics.
+os.environ.setdefault("LATEST_VERSION_CHECK", "false")
+os.environ.setdefault("COLLECT_ANALYTICS", "false")
 
 from label_studio_cortx.settings import *  # noqa: E402,F401,F403
 
