@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +70,44 @@ def iter_object_pages(storage) -> Iterator[list[dict]]:
             yield [obj for obj in page if not obj["Key"].endswith("/") and (regex is None or regex.match(obj["Key"]))]
     except Exception as exc:
         raise storage.connection_error(exc) from None
+
+
+def read_ahead(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Run ``iterator`` in a thread up to ``depth`` items ahead: the next listing page is fetched over
+    the network while the current one is written to the database."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(("item", item), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            items.put(("error", exc))
+            return
+        items.put(("done", done))
+
+    thread = threading.Thread(target=produce, name="cortx-list-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "error":
+                raise value
+            if kind == "done":
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def iter_objects(storage) -> Iterator[dict]:
@@ -269,7 +309,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
     started = timezone.now()
     pool = None if storage.use_blob_urls else ThreadPoolExecutor(max_workers=conf.read_workers())
     try:
-        for entries in iter_object_pages(storage):
+        for entries in read_ahead(iter_object_pages(storage)):
             if not entries:
                 continue
             keys = [entry["Key"] for entry in entries]

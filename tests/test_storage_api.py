@@ -653,3 +653,20 @@ def test_switching_tls_verification_off_is_an_admin_decision(api, project, s3_ht
         "/api/storages/cortx/", payload(s3_https, bucket, project, ca_bundle="", verify_tls=False), format="json"
     )
     assert_invalid(refused, "CORTX_ALLOW_INSECURE_TLS")
+
+
+def test_batch_serialization_writes_what_label_studio_writes(project, cortx_s3, trust):
+    from tasks.models import Annotation
+
+    from label_studio_cortx.export import serialize_batch
+    from label_studio_cortx.models import CortxExportStorage
+
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    storage = CortxExportStorage.objects.create(project=project, bucket=bucket, s3_endpoint=cortx_s3.url)
+    annotations = [
+        Annotation.objects.create(task=_task(project, bucket), project=project, result=ANNOTATION_RESULT)
+        for _ in range(3)
+    ]
+    batch = list(Annotation.objects.filter(pk__in=[a.pk for a in annotations]).order_by("pk"))
+    assert serialize_batch(storage, batch) == [json.dumps(storage._get_serialized_data(a)).encode() for a in batch]
