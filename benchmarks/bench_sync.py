@@ -1056,8 +1056,8 @@ def render(results, plan, machine, command, args, seed_seconds, wall_seconds) ->
         "",
         "**Every scenario**, over the timed part: SQL statements on every database connection (the sync's own "
         "thread included); CPU seconds of the scenario's process and of the moto server; the 1-minute load average "
-        "at its start and end (the machine has "
-        f"{len(os.sched_getaffinity(0))} CPUs: a load above that means other processes competed for them).",
+        f"at its start and end (the machine has {len(os.sched_getaffinity(0))} CPUs; the scenario and moto "
+        "account for up to 2 of the load, more means other processes competed for the CPUs).",
         "",
         md_table(
             ["Scenario", "Objects", "Seconds", "Per second", "Tasks created", "SQL (per object)", "CPU s"]
@@ -1112,8 +1112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-label-studio-at",
         default="100000",
-        help="measure Label Studio's S3 files mode only below this size (default: %(default)s; at 100k it takes "
-        "about 7 minutes)",
+        help="measure Label Studio's S3 files mode only below this size (default: %(default)s; at 100k it would "
+        "take over 10 minutes)",
     )
     parser.add_argument("--label-studio-sizes", help="files-mode sizes for Label Studio (overrides the above)")
     parser.add_argument("--quick", action="store_true", help="smoke run: every size / 10; prints, writes no doc")
