@@ -6,13 +6,7 @@ tests/endpoint_fixtures.py.
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-# Label Studio writes its data dir and secret key at settings import; keep that out of $HOME.
-os.environ.setdefault("LABEL_STUDIO_BASE_DATA_DIR", tempfile.mkdtemp(prefix="ls-cortx-test-"))
-
-import pytest  # noqa: E402
+import pytest
 
 pytest_plugins = ["tests.endpoint_fixtures"]
 

@@ -1,9 +1,14 @@
 """Test settings: the plugin's settings module, with Label Studio kept off the internet."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("LABEL_STUDIO_BASE_DATA_DIR", tempfile.mkdtemp(prefix="ls-cortx-test-"))
+if "LABEL_STUDIO_BASE_DATA_DIR" not in os.environ:
+    # Label Studio writes its data dir and secret key here at import; removed when the test run ends.
+    os.environ["LABEL_STUDIO_BASE_DATA_DIR"] = tempfile.mkdtemp(prefix="ls-cortx-test-")
+    atexit.register(shutil.rmtree, os.environ["LABEL_STUDIO_BASE_DATA_DIR"], ignore_errors=True)
 # Label Studio reports errors to its Sentry project by default.
 os.environ["SENTRY_DSN"] = ""
 os.environ["FRONTEND_SENTRY_DSN"] = ""
