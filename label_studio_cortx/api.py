@@ -36,24 +36,15 @@ TAGS = ["Storage: CORTX S3"]
 
 def validated_instance(request, serializer_class):
     """Label Studio's validate_storage_instance, without replacing our specific error messages."""
-    model = serializer_class.Meta.model
     storage_id = request.data.get("id")
-    instance = None
     if storage_id:
-        instance = get_object_or_404(model.objects.all(), pk=storage_id)
-        if not instance.has_permission(request.user):
+        stored = get_object_or_404(serializer_class.Meta.model.objects.all(), pk=storage_id)
+        if not stored.has_permission(request.user):
             raise PermissionDenied()
     # The serializer's validate() checks the connection and raises the specific message.
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
-    data = {k: v for k, v in serializer.validated_data.items() if k != "id"}
-    if instance is None:
-        return model(**data)
-    for key, value in data.items():
-        if key in serializer.secure_fields and not value:
-            continue
-        setattr(instance, key, value)
-    return instance
+    return serializer.storage_with(serializer.validated_data)
 
 
 @extend_schema(tags=TAGS, summary="List or create CORTX S3 source storages")

@@ -6,7 +6,6 @@ stores are always on unknown domains, so each failure class gets its own explana
 
 from __future__ import annotations
 
-import re
 import socket
 
 from botocore.exceptions import (
@@ -159,11 +158,3 @@ def _first(exc: BaseException, kind: type):
 def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:297] + "..."
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove every secret (and AWS-style credential scopes) from a text meant for logs or users."""
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return re.sub(r"Credential=[^/,\s]+", "Credential=***", text)

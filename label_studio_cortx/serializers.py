@@ -99,14 +99,14 @@ class CortxStorageSerializerMixin:
             data["s3_endpoint"] = self.validate_s3_endpoint(conf.default_endpoint())
         if self.instance is not None and not CONNECTION_FIELDS & set(data):
             return data
-        storage = self._storage_with(data)
+        storage = self.storage_with(data)
         try:
             storage.validate_connection()
         except StorageConnectionError as exc:
             raise ValidationError(str(exc)) from None
         return data
 
-    def _storage_with(self, data):
+    def storage_with(self, data):
         """The storage as it would be saved, to check its connection without saving it."""
         model = self.Meta.model
         if self.instance is not None:
