@@ -22,6 +22,7 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "label_studio.core.settings.label_studio"
 try:
     from label_studio.core.settings.label_studio import *  # noqa: F401,F403,E402
     from label_studio.core.settings.label_studio import (  # noqa: E402
+        DATABASES,
         INSTALLED_APPS,
         IO_STORAGES_IMPORT_LINK_NAMES,
         RQ_QUEUES,
@@ -73,3 +74,10 @@ CORTX_REDIS_URL = get_env("CORTX_REDIS_URL", "")
 if CORTX_REDIS_URL:
     REDIS_ENABLED = True
     RQ_QUEUES = {name: {**queue, "URL": CORTX_REDIS_URL} for name, queue in RQ_QUEUES.items()}
+
+# --- SQLite (the embedded default) ---
+# Background syncs write from a thread of the server while requests write too. Label Studio leaves
+# SQLite's busy timeout at Python's 5 s; a long page insert can outlast that and fail a request with
+# "database is locked", so writers wait longer for each other.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, **DATABASES["default"].get("OPTIONS", {})}

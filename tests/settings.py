@@ -21,3 +21,11 @@ from label_studio_cortx.settings import *  # noqa: E402,F401,F403
 # Syncs run inline in the API tests: pytest-django wraps each test in a transaction that a background
 # thread cannot see. tests/test_background.py covers the background thread and RQ paths.
 CORTX_SYNC_IN_BACKGROUND = False
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, as Label Studio uses, not Django's default in-memory test database: that one is shared
+    # between threads in SQLite's shared-cache mode, whose table locks fail at once ("database table
+    # is locked") instead of waiting, so a background sync would fail where a real server does not.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(os.environ["LABEL_STUDIO_BASE_DATA_DIR"], "test_label_studio.sqlite3")
+    }

@@ -55,7 +55,8 @@ def test_sync_request_returns_while_a_large_sync_goes_on_in_a_thread(api, projec
     assert time.monotonic() - started < 2
     statuses = _wait_done(storage)
     assert "in_progress" in statuses
-    assert storage.status == "completed" and project.tasks.count() == 3000
+    assert storage.status == "completed", storage.traceback
+    assert project.tasks.count() == 3000
 
 
 @pytest.mark.django_db(transaction=True)
