@@ -569,7 +569,8 @@ def test_start_stop_is_clean() -> None:
         # An idle keep-alive connection must not hold up stop().
         idle = socket.create_connection((endpoint.host, endpoint.port), timeout=5)
     try:
-        assert time.monotonic() - started < 15
+        # Generous for a loaded CI machine; a stop held up by the idle connection would hang far longer.
+        assert time.monotonic() - started < 60
         assert process is not None and process.returncode is not None  # reaped: no zombie
         assert other.process is not None and other.process.returncode is not None
         assert _refused(endpoint.host, endpoint.port)
