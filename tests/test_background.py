@@ -82,17 +82,30 @@ def redis_url():
     return url
 
 
+@pytest.fixture
+def rq_queues(settings, redis_url, monkeypatch):
+    """Label Studio with Redis on: the queues on ``redis_url``, as CORTX_REDIS_URL sets them up.
+
+    django_rq reads RQ_QUEUES once, at import, so its copy is replaced too.
+    """
+    import core.redis
+    import django_rq
+    import django_rq.settings
+
+    queues = {name: {**queue, "URL": redis_url} for name, queue in settings.RQ_QUEUES.items()}
+    settings.REDIS_ENABLED = True
+    settings.RQ_QUEUES = queues
+    monkeypatch.setattr(django_rq.settings, "QUEUES", queues)
+    monkeypatch.setattr(core.redis, "_redis", django_rq.get_connection("default"))
+    return queues
+
+
 @pytest.mark.django_db(transaction=True)
-def test_sync_runs_on_an_rq_worker_when_redis_is_configured(api, project, s3_http, settings, redis_url, monkeypatch):
+def test_sync_runs_on_an_rq_worker_when_redis_is_configured(api, project, s3_http, settings, rq_queues):
     import django_rq
     from rq import SimpleWorker
 
     settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
-    settings.REDIS_ENABLED = True
-    settings.RQ_QUEUES = {name: {**queue, "URL": redis_url} for name, queue in settings.RQ_QUEUES.items()}
-    import core.redis
-
-    monkeypatch.setattr(core.redis, "_redis", django_rq.get_connection("low"))
     bucket = new_bucket(s3_http)
     seed_objects(s3_http, bucket, 25)
     storage = _source(project, s3_http, bucket)
@@ -104,3 +117,85 @@ def test_sync_runs_on_an_rq_worker_when_redis_is_configured(api, project, s3_htt
     SimpleWorker([queue], connection=queue.connection).work(burst=True)
     storage.refresh_from_db()
     assert storage.status == "completed" and project.tasks.count() == 25
+
+
+def _worker_env(settings, redis_url: str, endpoint) -> dict:
+    """The environment an admin gives a worker: the plugin's settings module and this test's database."""
+    import os
+
+    database = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "label_studio_cortx.settings",
+        "CORTX_REDIS_URL": redis_url,
+        "CORTX_TRUSTED_ENDPOINTS": endpoint.url,
+        "SENTRY_DSN": "",
+    }
+    if database["ENGINE"].endswith("sqlite3"):
+        env.update(DJANGO_DB="sqlite", DATABASE_NAME=database["NAME"])
+    else:
+        env.update(
+            DJANGO_DB="postgresql",
+            POSTGRE_NAME=database["NAME"],
+            POSTGRE_HOST=database["HOST"] or "127.0.0.1",
+            POSTGRE_PORT=str(database["PORT"] or 5432),
+            POSTGRE_USER=database["USER"],
+            POSTGRE_PASSWORD=database["PASSWORD"],
+        )
+    return env
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_separate_rqworker_process_runs_syncs_and_exports(api, project, s3_http, settings, redis_url, rq_queues):
+    """The README's worker command, as its own process: it syncs a source and exports a saved annotation."""
+    import subprocess
+    import sys
+
+    from tasks.models import Task
+
+    from label_studio_cortx.models import CortxExportStorage
+    from tests.storage_helpers import keys, read_json
+
+    settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
+    bucket = new_bucket(s3_http)
+    seed_objects(s3_http, bucket, 40, prefix="images/")
+    source = _source(project, s3_http, bucket, prefix="images/")
+    CortxExportStorage.objects.create(
+        project=project,
+        bucket=bucket,
+        prefix="annotations",
+        s3_endpoint=s3_http.url,
+        aws_access_key_id=s3_http.access_key,
+        aws_secret_access_key=s3_http.secret_key,
+    )
+    task = Task.objects.create(project=project, data={"image": f"s3://{bucket}/images/00000.jpg"})
+
+    assert api.post(f"/api/storages/cortx/{source.id}/sync").json()["status"] == "queued"
+    result = [
+        {
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "value": {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 0, "rectanglelabels": ["Cat"]},
+        }
+    ]
+    annotation = api.post(f"/api/tasks/{task.id}/annotations/", {"result": result}, format="json")
+    assert annotation.status_code == 201, annotation.content
+    # Nothing ran in this process: both jobs wait on the queues.
+    assert project.tasks.count() == 1 and keys(s3_http, bucket, "annotations/") == []
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "label_studio.manage", "rqworker", "low", "default", "--burst"],
+        env=_worker_env(settings, redis_url, s3_http),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    source.refresh_from_db()
+    assert source.status == "completed", (source.status, source.traceback)
+    assert project.tasks.count() == 41
+    annotation_id = annotation.json()["id"]
+    assert keys(s3_http, bucket, "annotations/") == [f"annotations/{annotation_id}"]
+    assert read_json(s3_http, bucket, f"annotations/{annotation_id}")["result"] == result
+    assert s3_http.secret_key not in worker.stdout + worker.stderr
