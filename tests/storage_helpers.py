@@ -53,14 +53,35 @@ def error_text(response) -> str:
 
 def read_only_key(endpoint) -> tuple[str, str]:
     """A second IAM user that may list and read but not write, as a mis-provisioned target key."""
+    return _iam_key(
+        endpoint, "reader", [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}]
+    )
+
+
+def write_check_only_key(endpoint, bucket: str) -> tuple[str, str]:
+    """A key that passes a target's write check but may write nothing else: every upload fails."""
+    from label_studio_cortx.connection_check import WRITE_PROBE_NAME
+
+    return _iam_key(
+        endpoint,
+        "prober",
+        [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": f"arn:aws:s3:::{bucket}/*{WRITE_PROBE_NAME}",
+            },
+        ],
+    )
+
+
+def _iam_key(endpoint, role: str, statements: list[dict]) -> tuple[str, str]:
     iam = endpoint.client("iam")
-    name = f"reader-{uuid.uuid4().hex[:8]}"
+    name = f"{role}-{uuid.uuid4().hex[:8]}"
     iam.create_user(UserName=name)
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}],
-    }
-    iam.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps(policy))
+    policy = {"Version": "2012-10-17", "Statement": statements}
+    iam.put_user_policy(UserName=name, PolicyName=role, PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
 

@@ -11,7 +11,16 @@ import threading
 import pytest
 from django.test import override_settings
 
-from tests.storage_helpers import error_text, keys, new_bucket, payload, put, read_json, read_only_key
+from tests.storage_helpers import (
+    error_text,
+    keys,
+    new_bucket,
+    payload,
+    put,
+    read_json,
+    read_only_key,
+    write_check_only_key,
+)
 
 SECRET_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 
@@ -258,6 +267,25 @@ def test_validate_empty_prefix_on_source_only(api, project, cortx_s3, trust):
     put(cortx_s3, bucket, "other/a.jpg", b"x")
     assert_invalid(validate(api, payload(cortx_s3, bucket, project, prefix="images")), "No objects found", "images/")
     assert validate(api, payload(cortx_s3, bucket, project, prefix="images"), target=True).status_code == 200
+
+
+def test_validate_target_needs_write_permission_and_leaves_nothing(api, project, cortx_s3, trust):
+    """A read-only key passes a source check but not a target's; the write check leaves no trace."""
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "images/a.jpg", b"x")
+    key_id, secret = read_only_key(cortx_s3)
+    read_only = payload(cortx_s3, bucket, project, prefix="annotations", aws_access_key_id=key_id)
+    read_only["aws_secret_access_key"] = secret
+    assert validate(api, {**read_only, "prefix": "images"}).status_code == 200
+    response = validate(api, read_only, target=True)
+    assert_invalid(response, f"can read bucket '{bucket}' but may not write under prefix 'annotations/'")
+    assert secret not in error_text(response) and key_id not in error_text(response)
+
+    assert validate(api, payload(cortx_s3, bucket, project, prefix="annotations"), target=True).status_code == 200
+    client = cortx_s3.client()
+    assert keys(cortx_s3, bucket) == ["images/a.jpg"]
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
 def test_validate_invalid_regex(api, project, cortx_s3, trust):
@@ -584,9 +612,14 @@ def test_target_sync_reports_failed_uploads_and_can_be_rerun(api, project, cortx
 
     from label_studio_cortx.models import CortxExportStorage
 
+    # A key that may not write at all: the save-time export fails quietly, a sync is refused up front.
     key_id, secret = read_only_key(cortx_s3)
     CortxExportStorage.objects.filter(pk=target["id"]).update(aws_access_key_id=key_id, aws_secret_access_key=secret)
     annotation = Annotation.objects.create(task=task, project=project, result=ANNOTATION_RESULT)
+    assert_invalid(api.post(f"/api/storages/export/cortx/{target['id']}/sync"), "may not write")
+    # One that passes the write check but may not write annotations: each failed upload is reported.
+    key_id, secret = write_check_only_key(cortx_s3, bucket)
+    CortxExportStorage.objects.filter(pk=target["id"]).update(aws_access_key_id=key_id, aws_secret_access_key=secret)
     result = sync(api, target["id"], target=True)
     assert result["status"] == "completed_with_errors"
     assert f"Annotation {annotation.id}" in result["traceback"] and "denied" in result["traceback"]
