@@ -1,15 +1,17 @@
-"""Where an import sync runs: an RQ worker when Redis is configured, else a thread of the server.
+"""Where a sync runs: an RQ worker when Redis is configured, else a thread of the server.
 
 Label Studio's open-source settings run a sync inside the HTTP request, which times out on large
-buckets. Here the request only queues the sync; it waits a few seconds (CORTX_SYNC_WAIT_SECONDS)
-so that small syncs still answer with their final status, and larger ones go on in the background
-while the storage card shows their progress.
+buckets and large projects (a target's sync uploads every annotation, or a whole snapshot). Here the
+request only queues the sync; it waits a few seconds (CORTX_SYNC_WAIT_SECONDS) so that small syncs
+still answer with their final status, and larger ones go on in the background while the storage
+card shows their progress.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from core.redis import redis_connected, start_job_async_or_sync
 from django.conf import settings
@@ -21,13 +23,14 @@ from . import conf
 logger = logging.getLogger(__name__)
 
 
-def start_sync(storage) -> None:
-    """Queue an import sync of ``storage`` (Label Studio's own bookkeeping and statuses)."""
+def start_sync(storage, job: Callable = import_sync_background) -> None:
+    """Queue a sync of ``storage``: ``job(storage_class, storage_id)`` is one of Label Studio's sync jobs
+    (import, or export of all / only new annotations), with Label Studio's own bookkeeping and statuses."""
     if redis_connected():
         if not storage.info_set_queued():
             return
-        job = start_job_async_or_sync(
-            import_sync_background,
+        rq_job = start_job_async_or_sync(
+            job,
             storage.__class__,
             storage.id,
             queue_name="low",
@@ -37,23 +40,26 @@ def start_sync(storage) -> None:
             on_failure=storage_background_failure,
             job_timeout=settings.RQ_LONG_JOB_TIMEOUT,
         )
-        storage.info_set_job(job.id)
+        storage.info_set_job(rq_job.id)
         return
     if not storage.info_set_queued():
         return
     if not conf.sync_in_background():
-        _run(storage.__class__, storage.id)
+        _run(job, storage.__class__, storage.id)
         return
     thread = threading.Thread(
-        target=_run_in_thread, args=(storage.__class__, storage.id), name=f"cortx-sync-{storage.id}", daemon=True
+        target=_run_in_thread,
+        args=(job, storage.__class__, storage.id),
+        name=f"cortx-sync-{storage.__class__.__name__}-{storage.id}",
+        daemon=True,
     )
     thread.start()
     thread.join(conf.sync_wait_seconds())
 
 
-def _run(storage_class, storage_id: int) -> None:
+def _run(job: Callable, storage_class, storage_id: int) -> None:
     try:
-        import_sync_background(storage_class, storage_id)
+        job(storage_class, storage_id)
     except Exception:
         logger.info("CORTX storage %s: sync failed", storage_id, exc_info=True)
         storage = storage_class.objects.filter(pk=storage_id).first()
@@ -61,9 +67,9 @@ def _run(storage_class, storage_id: int) -> None:
             storage_background_failure(storage)
 
 
-def _run_in_thread(storage_class, storage_id: int) -> None:
+def _run_in_thread(job: Callable, storage_class, storage_id: int) -> None:
     try:
-        _run(storage_class, storage_id)
+        _run(job, storage_class, storage_id)
     finally:
         # This thread's database connection is its own: close it rather than leak it.
         connection.close()

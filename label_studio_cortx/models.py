@@ -210,6 +210,13 @@ class CortxExportStorage(CortxStorageMixin, ExportStorage):
     def writes_snapshots(self) -> bool:
         return self.export_format != ANNOTATION_JSON
 
+    def sync(self, save_only_new_annotations: bool = False) -> None:
+        from io_storages.base_models import export_sync_background, export_sync_only_new_background
+
+        from .background import start_sync
+
+        start_sync(self, export_sync_only_new_background if save_only_new_annotations else export_sync_background)
+
     def save_all_annotations(self) -> None:
         if self.writes_snapshots:
             from .snapshots import sync_snapshot

@@ -69,6 +69,42 @@ def test_small_sync_answers_with_its_final_status(api, project, s3_http, setting
     assert api.post(f"/api/storages/cortx/{storage.id}/sync").json()["status"] == "completed"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_target_sync_goes_on_in_a_thread_and_writes_every_annotation(api, project, s3_http, settings):
+    from tasks.models import Annotation, Task
+
+    from label_studio_cortx.models import CortxExportStorage
+    from tests.storage_helpers import keys
+
+    settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
+    settings.CORTX_SYNC_IN_BACKGROUND = True
+    settings.CORTX_SYNC_WAIT_SECONDS = 0
+    bucket = new_bucket(s3_http)
+    tasks = Task.objects.bulk_create(
+        [Task(project=project, data={"image": f"s3://{bucket}/{i}.jpg"}) for i in range(300)]
+    )
+    # bulk_create sends no post_save: nothing is exported before the sync.
+    annotations = Annotation.objects.bulk_create([Annotation(task=task, project=project, result=[]) for task in tasks])
+    target = CortxExportStorage.objects.create(
+        project=project,
+        bucket=bucket,
+        prefix="annotations",
+        s3_endpoint=s3_http.url,
+        aws_access_key_id=s3_http.access_key,
+        aws_secret_access_key=s3_http.secret_key,
+    )
+    response = api.post(f"/api/storages/export/cortx/{target.id}/sync")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] in ("queued", "in_progress")
+    _wait_done(target)
+    assert target.status == "completed", target.traceback
+    expected = sorted(f"annotations/{a.pk}" for a in Annotation.objects.filter(project=project))
+    assert len(expected) == len(annotations) and keys(s3_http, bucket, "annotations/") == expected
+
+    settings.CORTX_SYNC_WAIT_SECONDS = 30  # a short sync answers with its final status
+    assert api.post(f"/api/storages/export/cortx/{target.id}/sync").json()["status"] == "completed"
+
+
 @pytest.fixture
 def redis_url():
     import redis

@@ -15,7 +15,15 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from label_studio_cortx.datasets import load_coco, load_csv, load_json, load_voc, load_yolo, main_pull
-from tests.storage_helpers import error_text, keys, new_bucket, payload, read_json, read_only_key
+from tests.storage_helpers import (
+    error_text,
+    keys,
+    new_bucket,
+    payload,
+    read_json,
+    read_only_key,
+    write_check_only_key,
+)
 
 # Two annotated images and one without annotations (left out of snapshots, as in Label Studio's export).
 IMAGES = [("cat1.jpg", 640, 480), ("dog2.jpg", 800, 600), ("empty3.jpg", 320, 240)]
@@ -328,8 +336,13 @@ def test_failed_snapshot_keeps_latest_and_annotations_and_can_be_rerun(api, anno
     before_keys = keys(trusted, bucket)
     annotations = list(Annotation.objects.values("id", "updated_at", "result").order_by("id"))
 
-    # The store refuses writes.
+    # A key that may not write is refused before anything is tried.
     key_id, secret = read_only_key(trusted)
+    CortxExportStorage.objects.filter(pk=target["id"]).update(aws_access_key_id=key_id, aws_secret_access_key=secret)
+    refused = api.post(f"/api/storages/export/cortx/{target['id']}/sync")
+    assert refused.status_code == 400 and "may not write" in error_text(refused)
+    # The store refuses the snapshot's writes (the key passes the write check, then may write nothing).
+    key_id, secret = write_check_only_key(trusted, bucket)
     CortxExportStorage.objects.filter(pk=target["id"]).update(aws_access_key_id=key_id, aws_secret_access_key=secret)
     status = sync(api, target["id"])
     assert status["status"] == "failed" and "denied" in status["traceback"]
