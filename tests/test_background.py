@@ -12,18 +12,34 @@ import pytest
 from tests.storage_helpers import new_bucket, seed_objects
 
 
-def _source(project, endpoint, bucket, **fields):
-    from label_studio_cortx.models import CortxImportStorage
-
-    return CortxImportStorage.objects.create(
+def _storage(model, project, endpoint, bucket, **fields):
+    return model.objects.create(
         project=project,
         bucket=bucket,
         s3_endpoint=endpoint.url,
         aws_access_key_id=endpoint.access_key,
         aws_secret_access_key=endpoint.secret_key,
-        use_blob_urls=True,
         **fields,
     )
+
+
+def _source(project, endpoint, bucket, **fields):
+    from label_studio_cortx.models import CortxImportStorage
+
+    return _storage(CortxImportStorage, project, endpoint, bucket, use_blob_urls=True, **fields)
+
+
+def _target(project, endpoint, bucket, **fields):
+    from label_studio_cortx.models import CortxExportStorage
+
+    return _storage(CortxExportStorage, project, endpoint, bucket, **fields)
+
+
+def _in_background(settings, endpoint, wait_seconds: float) -> None:
+    """No Redis: syncs go to a server thread; the request waits ``wait_seconds`` for them."""
+    settings.CORTX_TRUSTED_ENDPOINTS = [endpoint.url]
+    settings.CORTX_SYNC_IN_BACKGROUND = True
+    settings.CORTX_SYNC_WAIT_SECONDS = wait_seconds
 
 
 def _wait_done(storage, timeout=120):
@@ -40,9 +56,7 @@ def _wait_done(storage, timeout=120):
 
 @pytest.mark.django_db(transaction=True)
 def test_sync_request_returns_while_a_large_sync_goes_on_in_a_thread(api, project, s3_http, settings):
-    settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
-    settings.CORTX_SYNC_IN_BACKGROUND = True
-    settings.CORTX_SYNC_WAIT_SECONDS = 0
+    _in_background(settings, s3_http, wait_seconds=0)
     settings.STORAGE_IN_PROGRESS_TIMER = 0.0  # progress on every page
     bucket = new_bucket(s3_http)
     seed_objects(s3_http, bucket, 3000)
@@ -60,9 +74,7 @@ def test_sync_request_returns_while_a_large_sync_goes_on_in_a_thread(api, projec
 
 @pytest.mark.django_db(transaction=True)
 def test_small_sync_answers_with_its_final_status(api, project, s3_http, settings):
-    settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
-    settings.CORTX_SYNC_IN_BACKGROUND = True
-    settings.CORTX_SYNC_WAIT_SECONDS = 30
+    _in_background(settings, s3_http, wait_seconds=30)
     bucket = new_bucket(s3_http)
     seed_objects(s3_http, bucket, 3)
     storage = _source(project, s3_http, bucket)
@@ -73,26 +85,16 @@ def test_small_sync_answers_with_its_final_status(api, project, s3_http, setting
 def test_target_sync_goes_on_in_a_thread_and_writes_every_annotation(api, project, s3_http, settings):
     from tasks.models import Annotation, Task
 
-    from label_studio_cortx.models import CortxExportStorage
     from tests.storage_helpers import keys
 
-    settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
-    settings.CORTX_SYNC_IN_BACKGROUND = True
-    settings.CORTX_SYNC_WAIT_SECONDS = 0
+    _in_background(settings, s3_http, wait_seconds=0)
     bucket = new_bucket(s3_http)
     tasks = Task.objects.bulk_create(
         [Task(project=project, data={"image": f"s3://{bucket}/{i}.jpg"}) for i in range(300)]
     )
     # bulk_create sends no post_save: nothing is exported before the sync.
     annotations = Annotation.objects.bulk_create([Annotation(task=task, project=project, result=[]) for task in tasks])
-    target = CortxExportStorage.objects.create(
-        project=project,
-        bucket=bucket,
-        prefix="annotations",
-        s3_endpoint=s3_http.url,
-        aws_access_key_id=s3_http.access_key,
-        aws_secret_access_key=s3_http.secret_key,
-    )
+    target = _target(project, s3_http, bucket, prefix="annotations")
     response = api.post(f"/api/storages/export/cortx/{target.id}/sync")
     assert response.status_code == 200, response.content
     assert response.json()["status"] in ("queued", "in_progress")
@@ -189,21 +191,13 @@ def test_a_separate_rqworker_process_runs_syncs_and_exports(api, project, s3_htt
 
     from tasks.models import Task
 
-    from label_studio_cortx.models import CortxExportStorage
     from tests.storage_helpers import keys, read_json
 
     settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
     bucket = new_bucket(s3_http)
     seed_objects(s3_http, bucket, 40, prefix="images/")
     source = _source(project, s3_http, bucket, prefix="images/")
-    CortxExportStorage.objects.create(
-        project=project,
-        bucket=bucket,
-        prefix="annotations",
-        s3_endpoint=s3_http.url,
-        aws_access_key_id=s3_http.access_key,
-        aws_secret_access_key=s3_http.secret_key,
-    )
+    _target(project, s3_http, bucket, prefix="annotations")
     task = Task.objects.create(project=project, data={"image": f"s3://{bucket}/images/00000.jpg"})
 
     assert api.post(f"/api/storages/cortx/{source.id}/sync").json()["status"] == "queued"
