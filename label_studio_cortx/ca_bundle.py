@@ -6,6 +6,7 @@ them), so a bundle is rebuilt from its BEGIN/END markers before it is parsed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -22,6 +23,9 @@ class CABundleError(ValueError):
     """The text given as a CA bundle is not one or more PEM certificates."""
 
 
+# Every client lookup builds its cache key from the storage's bundle (media proxying calls it per
+# request): parse a given text once, not on every lookup. Errors are not cached.
+@functools.lru_cache(maxsize=128)
 def normalize(text: str | None) -> str:
     """Return a canonical PEM bundle, or '' for an empty value; raise CABundleError if malformed."""
     if not text or not text.strip():

@@ -44,17 +44,17 @@ def serialize_batch(storage, annotations: list) -> list[bytes]:
     return [json.dumps(item).encode() for item in items]
 
 
+def put_json(client, storage, key: str, body: bytes) -> None:
+    """Write one annotation object: the single PUT behind save-time export and target syncs."""
+    client.put_object(Bucket=storage.bucket, Key=key, Body=body, ContentType="application/json")
+
+
 def save_annotation(storage, annotation) -> None:
     from .models import CortxExportStorageLink
 
-    body = json.dumps(storage._get_serialized_data(annotation))
+    (body,) = serialize_batch(storage, [annotation])
     try:
-        storage.get_client().put_object(
-            Bucket=storage.bucket,
-            Key=object_key(storage, annotation),
-            Body=body.encode(),
-            ContentType="application/json",
-        )
+        put_json(storage.get_client(), storage, object_key(storage, annotation), body)
     except Exception as exc:
         raise storage.connection_error(exc) from None
     CortxExportStorageLink.create(annotation, storage)
@@ -132,9 +132,6 @@ def save_annotations(storage, annotations) -> None:
     exported = 0
     errors: list[str] = []
 
-    def upload(key: str, body: bytes) -> None:
-        client.put_object(Bucket=storage.bucket, Key=key, Body=body, ContentType="application/json")
-
     def record(futures: dict) -> None:
         """Collect one batch's uploads, then link what was written (one query each to read, add, touch)."""
         nonlocal exported
@@ -163,7 +160,7 @@ def save_annotations(storage, annotations) -> None:
                 annotation.cached_user = storage.cached_user
             # This batch serializes while the previous one is still uploading.
             futures = {
-                pool.submit(upload, object_key(storage, annotation), body): annotation
+                pool.submit(put_json, client, storage, object_key(storage, annotation), body): annotation
                 for annotation, body in zip(batch, serialize_batch(storage, batch), strict=True)
             }
             if pending is not None:

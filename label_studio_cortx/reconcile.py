@@ -28,7 +28,8 @@ def mark_seen(storage, link_class, entries: list[dict], started, progress) -> No
                 _update_changed_file(storage, link_class, key, progress, started)
             if old_etag != new_etag:
                 link_class.objects.filter(storage=storage, key=key).update(object_etag=new_etag)
-    links.update(seen_at=started, object_exists=True)
+    # Links this sync just created already carry the stamp.
+    links.exclude(seen_at=started).update(seen_at=started, object_exists=True)
 
 
 def _update_changed_file(storage, link_class, key: str, progress, started) -> None:

@@ -77,7 +77,6 @@ def read_ahead(iterator: Iterator, depth: int = 2) -> Iterator:
     the network while the current one is written to the database."""
     items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    done = object()
 
     def produce() -> None:
         try:
@@ -93,7 +92,7 @@ def read_ahead(iterator: Iterator, depth: int = 2) -> Iterator:
         except BaseException as exc:  # handed to the consumer, which raises it
             items.put(("error", exc))
             return
-        items.put(("done", done))
+        items.put(("done", None))
 
     thread = threading.Thread(target=produce, name="cortx-list-ahead", daemon=True)
     thread.start()
