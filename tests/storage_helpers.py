@@ -46,6 +46,19 @@ def payload(endpoint, bucket: str, project=None, **extra) -> dict:
     return data
 
 
+def create_storage(model, project, endpoint, bucket: str, **fields):
+    """A CORTX source or target on ``endpoint``, created through the ORM (the API is tested elsewhere)."""
+    return model.objects.create(
+        project=project,
+        bucket=bucket,
+        s3_endpoint=endpoint.url,
+        aws_access_key_id=endpoint.access_key,
+        aws_secret_access_key=endpoint.secret_key,
+        ca_bundle=endpoint.ca_pem,
+        **fields,
+    )
+
+
 def error_text(response) -> str:
     """Every human message of an error response, flattened (Label Studio nests validation errors)."""
     return json.dumps(response.json())

@@ -9,30 +9,19 @@ import time
 
 import pytest
 
-from tests.storage_helpers import new_bucket, seed_objects
-
-
-def _storage(model, project, endpoint, bucket, **fields):
-    return model.objects.create(
-        project=project,
-        bucket=bucket,
-        s3_endpoint=endpoint.url,
-        aws_access_key_id=endpoint.access_key,
-        aws_secret_access_key=endpoint.secret_key,
-        **fields,
-    )
+from tests.storage_helpers import create_storage, new_bucket, seed_objects
 
 
 def _source(project, endpoint, bucket, **fields):
     from label_studio_cortx.models import CortxImportStorage
 
-    return _storage(CortxImportStorage, project, endpoint, bucket, use_blob_urls=True, **fields)
+    return create_storage(CortxImportStorage, project, endpoint, bucket, use_blob_urls=True, **fields)
 
 
 def _target(project, endpoint, bucket, **fields):
     from label_studio_cortx.models import CortxExportStorage
 
-    return _storage(CortxExportStorage, project, endpoint, bucket, **fields)
+    return create_storage(CortxExportStorage, project, endpoint, bucket, **fields)
 
 
 def _in_background(settings, endpoint, wait_seconds: float) -> None:

@@ -45,6 +45,7 @@ from label_studio_cortx.datasets import (
     read_manifest,
 )
 from label_studio_cortx.manifest import ManifestFile, ManifestProject, SnapshotManifest
+from tests.annotation_helpers import box
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "annotation-snapshots"
@@ -64,19 +65,6 @@ LABEL_CONFIG = """<View>
     <Choice value="blurry"/>
   </Choices>
 </View>"""
-
-
-def _box(region_id: str, x: float, y: float, w: float, h: float, label: str, width: int, height: int) -> dict:
-    return {
-        "id": region_id,
-        "from_name": "label",
-        "to_name": "image",
-        "type": "rectanglelabels",
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]},
-    }
 
 
 def _choice(value: str) -> dict:
@@ -107,7 +95,7 @@ TASKS = [
     {
         "id": 1,
         "data": {"image": "/data/upload/7/cat1.jpg"},
-        "annotations": [_annotation(11, [_box("r1", 10, 20, 30, 40, "Cat", 640, 480), _choice("good")])],
+        "annotations": [_annotation(11, [box("r1", 10, 20, 30, 40, "Cat", 640, 480), _choice("good")])],
     },
     {
         "id": 2,
@@ -116,8 +104,8 @@ TASKS = [
             _annotation(
                 12,
                 [
-                    _box("r2", 50, 50, 25, 25, "Dog", 800, 600),
-                    _box("r3", 0, 0, 10, 10, "Cat", 800, 600),
+                    box("r2", 50, 50, 25, 25, "Dog", 800, 600),
+                    box("r3", 0, 0, 10, 10, "Cat", 800, 600),
                     _choice("blurry"),
                 ],
             )

@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from label_studio_cortx.datasets import load_coco, load_csv, load_json, load_voc, load_yolo, main_pull
+from tests.annotation_helpers import box
 from tests.storage_helpers import (
     error_text,
     keys,
@@ -49,19 +50,7 @@ def trusted(settings, cortx_s3):
 
 
 def _result(name: str, width: int, height: int) -> list[dict]:
-    result = [
-        {
-            "id": f"{name}-{i}",
-            "from_name": "label",
-            "to_name": "image",
-            "type": "rectanglelabels",
-            "original_width": width,
-            "original_height": height,
-            "image_rotation": 0,
-            "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]},
-        }
-        for i, (label, x, y, w, h) in enumerate(BOXES[name])
-    ]
+    result = [box(f"{name}-{i}", x, y, w, h, label, width, height) for i, (label, x, y, w, h) in enumerate(BOXES[name])]
     result.append(
         {"from_name": "quality", "to_name": "image", "type": "choices", "value": {"choices": [CHOICES[name]]}}
     )

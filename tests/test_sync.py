@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.storage_helpers import new_bucket, put, seed_objects
+from tests.storage_helpers import create_storage, new_bucket, put, seed_objects
 
 PAGE = 1000
 
@@ -21,15 +21,7 @@ def source(project, settings):
         from label_studio_cortx.models import CortxImportStorage
 
         settings.CORTX_TRUSTED_ENDPOINTS = [endpoint.url]
-        return CortxImportStorage.objects.create(
-            project=project,
-            bucket=bucket,
-            s3_endpoint=endpoint.url,
-            aws_access_key_id=endpoint.access_key,
-            aws_secret_access_key=endpoint.secret_key,
-            ca_bundle=endpoint.ca_pem,
-            **fields,
-        )
+        return create_storage(CortxImportStorage, project, endpoint, bucket, **fields)
 
     return _make
 
