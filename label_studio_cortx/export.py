@@ -24,7 +24,9 @@ def object_key(storage, annotation) -> str:
     from .models import CortxExportStorageLink
 
     key = CortxExportStorageLink.get_key(annotation)
-    return f"{storage.prefix}/{key}" if storage.prefix else key
+    # Label Studio's S3 target writes "annotations//1" for a prefix typed as "annotations/".
+    prefix = (storage.prefix or "").rstrip("/")
+    return f"{prefix}/{key}" if prefix else key
 
 
 def serialize_batch(storage, annotations: list) -> list[bytes]:

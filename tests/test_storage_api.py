@@ -603,6 +603,17 @@ def test_every_request_is_path_style_without_flexible_checksums(api, project, co
     assert {"PUT", "DELETE", "GET"} <= {r.method for r in seen}
 
 
+def test_target_prefix_with_a_trailing_slash_gives_one_slash(api, project, cortx_s3, trust):
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    task = _task(project, bucket)
+    create_target(api, cortx_s3, bucket, project, prefix="annotations/", can_delete_objects=True)
+    annotation = api.post(f"/api/tasks/{task.id}/annotations/", {"result": ANNOTATION_RESULT}, format="json").json()
+    assert keys(cortx_s3, bucket) == [f"annotations/{annotation['id']}"]
+    api.delete(f"/api/annotations/{annotation['id']}/")
+    assert keys(cortx_s3, bucket) == []
+
+
 def test_target_sync_reports_failed_uploads_and_can_be_rerun(api, project, cortx_s3, trust):
     trust(cortx_s3)
     bucket = new_bucket(cortx_s3)
