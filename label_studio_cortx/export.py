@@ -123,7 +123,6 @@ def save_annotations(storage, annotations) -> None:
     Serialization (database work) stays on this thread; only the uploads run in the pool, and
     every failed upload is reported in the storage status instead of being dropped.
     """
-    from django.utils import timezone
 
     from .models import CortxExportStorageLink
 
@@ -135,7 +134,7 @@ def save_annotations(storage, annotations) -> None:
     errors: list[str] = []
 
     def record(futures: dict) -> None:
-        """Collect one batch's uploads, then link what was written (one query each to read, add, touch)."""
+        """Collect one batch's uploads, then link what was written in one upsert (new links, or updated_at)."""
         nonlocal exported
         written = []
         for future in as_completed(futures):
@@ -145,12 +144,12 @@ def save_annotations(storage, annotations) -> None:
                 written.append(annotation.pk)
             except Exception as exc:
                 errors.append(f"Annotation {annotation.pk}: {storage.connection_error(exc)}")
-        links = CortxExportStorageLink.objects.filter(storage=storage, annotation_id__in=written)
-        existing = set(links.values_list("annotation_id", flat=True))
         CortxExportStorageLink.objects.bulk_create(
-            [CortxExportStorageLink(storage=storage, annotation_id=pk) for pk in written if pk not in existing]
+            [CortxExportStorageLink(storage=storage, annotation_id=pk) for pk in written],
+            update_conflicts=True,
+            unique_fields=["annotation", "storage"],
+            update_fields=["updated_at"],
         )
-        links.filter(annotation_id__in=existing).update(updated_at=timezone.now())
         exported += len(written)
         storage.info_update_progress(last_sync_count=exported, total_annotations=total)
 

@@ -260,3 +260,7 @@ class CortxImportStorageLink(ImportStorageLink):
 
 class CortxExportStorageLink(ExportStorageLink):
     storage = models.ForeignKey(CortxExportStorage, on_delete=models.CASCADE, related_name="links")
+
+    class Meta:
+        # One link per annotation and target: lets a target sync record a whole batch in one upsert.
+        constraints = [models.UniqueConstraint(fields=["annotation", "storage"], name="cortx_export_link_unique")]

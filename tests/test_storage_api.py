@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import socket
 import threading
 
@@ -697,6 +698,46 @@ def test_switching_tls_verification_off_is_an_admin_decision(api, project, s3_ht
         "/api/storages/cortx/", payload(s3_https, bucket, project, ca_bundle="", verify_tls=False), format="json"
     )
     assert_invalid(refused, "CORTX_ALLOW_INSECURE_TLS")
+
+
+def test_target_sync_records_each_batch_of_links_in_one_query(project, cortx_s3, trust):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+    from tasks.models import Annotation, Task
+
+    from label_studio_cortx.export import EXPORT_BATCH_SIZE
+    from label_studio_cortx.models import CortxExportStorage, CortxExportStorageLink
+
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    count = 2 * EXPORT_BATCH_SIZE + 50  # three batches
+    tasks = Task.objects.bulk_create(
+        [Task(project=project, data={"image": f"s3://{bucket}/{i}"}) for i in range(count)]
+    )
+    Annotation.objects.bulk_create([Annotation(task=t, project=project, result=ANNOTATION_RESULT) for t in tasks])
+    storage = CortxExportStorage.objects.create(
+        project=project,
+        bucket=bucket,
+        s3_endpoint=cortx_s3.url,
+        aws_access_key_id=cortx_s3.access_key,
+        aws_secret_access_key=cortx_s3.secret_key,
+    )
+    fields = [f for f in CortxExportStorageLink._meta.concrete_fields if not f.primary_key]
+    per_statement = connection.ops.bulk_batch_size(fields, [None] * EXPORT_BATCH_SIZE)
+    batches = [EXPORT_BATCH_SIZE, EXPORT_BATCH_SIZE, 50]
+    for run in range(2):  # the second run finds every link already there
+        before = timezone.now()
+        storage.info_set_queued()
+        with CaptureQueriesContext(connection) as queries:
+            storage.save_annotations(Annotation.objects.filter(project=project))
+        link_queries = [q["sql"] for q in queries.captured_queries if "cortxexportstoragelink" in q["sql"].lower()]
+        # One upsert per batch; Django splits a statement only where the database caps its parameters (SQLite).
+        assert all(sql.startswith("INSERT") and "ON CONFLICT" in sql for sql in link_queries), link_queries
+        assert len(link_queries) == sum(math.ceil(n / per_statement) for n in batches), (run, link_queries)
+        links = storage.links.all()
+        assert links.count() == count and links.filter(updated_at__gte=before).count() == count
+    assert len(keys(cortx_s3, bucket)) == count
 
 
 def test_batch_serialization_writes_what_label_studio_writes(project, cortx_s3, trust):
