@@ -22,27 +22,45 @@ from io_storages.api import (
     ImportStorageValidateAPI,
 )
 from rest_framework import generics
-from rest_framework.exceptions import PermissionDenied
-from rest_framework.generics import get_object_or_404
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from . import conf, snapshots
+from . import background, conf, snapshots
 from .models import CortxExportStorage, CortxImportStorage
-from .serializers import CortxExportStorageSerializer, CortxImportStorageSerializer
+from .serializers import STORED, CortxExportStorageSerializer, CortxImportStorageSerializer
 
 TAGS = ["Storage: CORTX S3"]
 
 
+def resolve_storage(request, model, storage_id):
+    """The stored storage a request is about, by id: 404 for ids that do not exist or that the user may not edit.
+
+    The one place where a storage named in a request body is looked up, so that no request can borrow a
+    stored secret for a connection it configures itself unless its user may edit that storage.
+    """
+    try:
+        pk = int(str(storage_id).strip())
+    except (TypeError, ValueError):
+        raise NotFound(f"No {model._meta.verbose_name} with id {str(storage_id)[:40]!r}.") from None
+    storage = model.objects.filter(pk=pk).select_related("project").first()
+    if storage is None or not storage.has_permission(request.user):
+        raise NotFound(f"No {model._meta.verbose_name} with id {pk}.")
+    return storage
+
+
+def body_storage_id(request):
+    value = request.data.get("id")
+    return None if value in (None, "") else value
+
+
 def validated_instance(request, serializer_class):
     """Label Studio's validate_storage_instance, without replacing our specific error messages."""
-    storage_id = request.data.get("id")
-    if storage_id:
-        stored = get_object_or_404(serializer_class.Meta.model.objects.all(), pk=storage_id)
-        if not stored.has_permission(request.user):
-            raise PermissionDenied()
+    model = serializer_class.Meta.model
+    storage_id = body_storage_id(request)
+    stored = resolve_storage(request, model, storage_id) if storage_id is not None else None
     # The serializer's validate() checks the connection and raises the specific message.
-    serializer = serializer_class(data=request.data)
+    serializer = serializer_class(data=request.data, context={"request": request, STORED: stored})
     serializer.is_valid(raise_exception=True)
     return serializer.storage_with(serializer.validated_data)
 
@@ -156,8 +174,10 @@ class CortxExportStorageFormLayoutAPI(FormLayoutMixin, ExportStorageFormLayoutAP
 @extend_schema(
     tags=TAGS,
     summary="Write a snapshot to a CORTX S3 target storage",
-    description="Converts the project's annotations with Label Studio's exporter (body: optional `export_format`, "
-    "else the storage's) and writes them under `<prefix>/snapshots/`; answers the snapshot's manifest.",
+    description="Queues a snapshot of the project's annotations, converted with Label Studio's exporter (body: "
+    "optional `export_format`, else the storage's), written under `<prefix>/snapshots/` where target syncs run. "
+    "Answers at once with the storage (its `status`); when the snapshot is done, the storage's `meta` names it "
+    "(`snapshot`, `snapshot_manifest`).",
 )
 class CortxExportStorageSnapshotAPI(generics.GenericAPIView):
     permission_required = ViewClassPermission(POST=all_permissions.storages_sync)
@@ -167,6 +187,10 @@ class CortxExportStorageSnapshotAPI(generics.GenericAPIView):
 
     def post(self, request, *args, **kwargs):
         storage = self.get_object()
-        storage.validate_connection()
-        manifest = snapshots.run_snapshot(storage, request.data.get("export_format") or None)
-        return Response(manifest.to_dict())
+        export_format = snapshots.snapshot_format(storage, request.data.get("export_format") or None)
+        storage.get_client()  # the endpoint may be used (no network): otherwise a 400 now, not a failed job
+        if storage.status in (storage.Status.QUEUED, storage.Status.IN_PROGRESS):
+            raise ValidationError(f"Storage {storage.pk} is already syncing; try again when it has finished.")
+        background.start_sync(storage, snapshots.snapshot_background, export_format, wait=0)
+        storage.refresh_from_db()
+        return Response(self.serializer_class(storage).data, status=202)

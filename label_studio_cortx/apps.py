@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class CortxStorageConfig(AppConfig):
@@ -10,3 +11,29 @@ class CortxStorageConfig(AppConfig):
 
     def ready(self) -> None:
         from . import signals  # noqa: F401
+
+        checks.register(check_secrets_key, checks.Tags.security)
+
+
+def check_secrets_key(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Warn (never fail: the server must still start) when storage secrets are not under an admin's key."""
+    from . import secret_store
+
+    try:
+        secret_store.check_keys()
+    except secret_store.SecretStoreError as exc:
+        # A Warning, not an Error: an Error would stop migrate and runserver, and the message already
+        # reaches users at the first check or sync of a storage.
+        return [checks.Warning(str(exc), id="io_storages_cortx.W002")]
+    if secret_store.using_derived_key():
+        return [
+            checks.Warning(
+                "CORTX_SECRETS_KEY is not set: CORTX storage secrets are encrypted with a key derived from "
+                "SECRET_KEY, so anyone with SECRET_KEY and the database can read them, and changing SECRET_KEY "
+                "(without SECRET_KEY_FALLBACKS) makes them unreadable.",
+                hint='Set CORTX_SECRETS_KEY to a key from python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())" and run the cortx_rotate_secrets management command.',
+                id="io_storages_cortx.W001",
+            )
+        ]
+    return []

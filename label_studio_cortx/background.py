@@ -1,4 +1,7 @@
-"""Where a sync runs: an RQ worker when Redis is configured, else a thread of the server.
+"""Where work that talks to the store runs: an RQ worker when Redis is configured, else a thread of the server.
+
+Syncs (source and target, snapshots included) and save-time exports never run in a user's request: a slow
+or hung store must never hold an annotator's save or a gateway's timeout.
 
 Label Studio's open-source settings run a sync inside the HTTP request, which times out on large
 buckets and large projects (a target's sync uploads every annotation, or a whole snapshot). Here the
@@ -10,12 +13,15 @@ card shows their progress.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
+import time
 from collections.abc import Callable
 
 from core.redis import redis_connected, start_job_async_or_sync
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from io_storages.base_models import import_sync_background, storage_background_failure
 
 from . import conf
@@ -23,9 +29,10 @@ from . import conf
 logger = logging.getLogger(__name__)
 
 
-def start_sync(storage, job: Callable = import_sync_background) -> None:
-    """Queue a sync of ``storage``: ``job(storage_class, storage_id)`` is one of Label Studio's sync jobs
-    (import, or export of all / only new annotations), with Label Studio's own bookkeeping and statuses."""
+def start_sync(storage, job: Callable = import_sync_background, *args, wait: float | None = None) -> None:
+    """Queue a sync of ``storage``: ``job(storage_class, storage_id, *args)`` is one of Label Studio's sync jobs
+    (import, or export of all / only new annotations) or a snapshot, with Label Studio's own bookkeeping and
+    statuses. Without Redis the request waits ``wait`` seconds (default CORTX_SYNC_WAIT_SECONDS) for it."""
     if redis_connected():
         if not storage.info_set_queued():
             return
@@ -33,6 +40,7 @@ def start_sync(storage, job: Callable = import_sync_background) -> None:
             job,
             storage.__class__,
             storage.id,
+            *args,
             queue_name="low",
             meta={"project": storage.project_id, "storage": storage.id},
             project_id=storage.project_id,
@@ -45,21 +53,21 @@ def start_sync(storage, job: Callable = import_sync_background) -> None:
     if not storage.info_set_queued():
         return
     if not conf.sync_in_background():
-        _run(job, storage.__class__, storage.id)
+        _run(job, storage.__class__, storage.id, *args)
         return
     thread = threading.Thread(
         target=_run_in_thread,
-        args=(job, storage.__class__, storage.id),
+        args=(job, storage.__class__, storage.id, *args),
         name=f"cortx-sync-{storage.__class__.__name__}-{storage.id}",
         daemon=True,
     )
     thread.start()
-    thread.join(conf.sync_wait_seconds())
+    thread.join(conf.sync_wait_seconds() if wait is None else wait)
 
 
-def _run(job: Callable, storage_class, storage_id: int) -> None:
+def _run(job: Callable, storage_class, storage_id: int, *args) -> None:
     try:
-        job(storage_class, storage_id)
+        job(storage_class, storage_id, *args)
     except Exception:
         logger.info("CORTX storage %s: sync failed", storage_id, exc_info=True)
         storage = storage_class.objects.filter(pk=storage_id).first()
@@ -67,9 +75,99 @@ def _run(job: Callable, storage_class, storage_id: int) -> None:
             storage_background_failure(storage)
 
 
-def _run_in_thread(job: Callable, storage_class, storage_id: int) -> None:
+def _run_in_thread(job: Callable, storage_class, storage_id: int, *args) -> None:
     try:
-        _run(job, storage_class, storage_id)
+        _run(job, storage_class, storage_id, *args)
     finally:
         # This thread's database connection is its own: close it rather than leak it.
         connection.close()
+
+
+# --- save-time jobs ------------------------------------------------------------------------------
+def run_soon(func: Callable, *args) -> None:
+    """Run a save-time job (export or delete of one annotation's objects) outside the request, once the
+    request's transaction has committed (the job must see the annotation it writes).
+
+    With Redis: an RQ job on the ``default`` queue. Without: this process's bounded worker; when its queue
+    is full the job is dropped with a warning: nothing is lost, since an annotation without an up-to-date
+    export link is written by the target's next sync.
+    """
+    if not conf.export_in_background():
+        func(*args)
+        return
+    transaction.on_commit(lambda: _submit(func, *args))
+
+
+def _submit(func: Callable, *args) -> None:
+    if redis_connected():
+        start_job_async_or_sync(func, *args, queue_name="default")
+        return
+    save_time_worker().submit(func, *args)
+
+
+class BoundedWorker:
+    """One daemon thread working through a bounded queue of jobs; started on first use in each process."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, func: Callable, *args) -> bool:
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait((func, args))
+            return True
+        except queue.Full:
+            logger.warning(
+                "CORTX %s queue is full (CORTX_EXPORT_QUEUE_SIZE=%d): %s%r left for the next target sync",
+                self.name,
+                self._queue.maxsize,
+                getattr(func, "__name__", func),
+                args,
+            )
+            return False
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every submitted job has finished (for tests and orderly shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=f"cortx-{self.name}", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            func, args = self._queue.get()
+            try:
+                func(*args)
+            except Exception:
+                logger.warning("CORTX %s job %s failed", self.name, getattr(func, "__name__", func), exc_info=True)
+            finally:
+                self._queue.task_done()
+                if self._queue.empty():
+                    # Idle: give the connection back rather than hold it open between bursts.
+                    connection.close()
+
+
+_workers: dict[int, BoundedWorker] = {}
+_workers_lock = threading.Lock()
+
+
+def save_time_worker() -> BoundedWorker:
+    """This process's save-time export worker."""
+    # One per process: a pre-forking server (uwsgi, gunicorn) must not share the parent's queue or thread.
+    pid = os.getpid()
+    with _workers_lock:
+        if pid not in _workers:
+            _workers.clear()
+            _workers[pid] = BoundedWorker("save-time export", conf.export_queue_size())
+        return _workers[pid]

@@ -15,7 +15,10 @@ import textwrap
 
 from cryptography import x509
 
-_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+# A bundle of a few hundred CA certificates stays far below these; they bound the parse of hostile input.
+MAX_BUNDLE_CHARS = 1024 * 1024
+MAX_CERTIFICATES = 500
 _ALLOWED_BLOCKS = {"CERTIFICATE", "TRUSTED CERTIFICATE", "X509 CERTIFICATE"}
 
 
@@ -30,7 +33,9 @@ def normalize(text: str | None) -> str:
     """Return a canonical PEM bundle, or '' for an empty value; raise CABundleError if malformed."""
     if not text or not text.strip():
         return ""
-    blocks = _BLOCK.findall(text)
+    if len(text) > MAX_BUNDLE_CHARS:
+        raise CABundleError(f"CA bundle is larger than {MAX_BUNDLE_CHARS // 1024} KiB: paste only the CA certificates.")
+    blocks = _blocks(text)
     if not blocks:
         raise CABundleError(
             "CA bundle is not PEM: paste the CA certificate text, from '-----BEGIN CERTIFICATE-----' "
@@ -51,6 +56,22 @@ def normalize(text: str | None) -> str:
     except ValueError as exc:
         raise CABundleError(f"CA bundle could not be read as X.509 certificates ({exc}).") from None
     return bundle
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(label, body) of each BEGIN/END block, found in one left-to-right pass (no backtracking)."""
+    blocks = []
+    position = 0
+    while match := _BEGIN.search(text, position):
+        end_marker = f"-----END {match[1]}-----"
+        end = text.find(end_marker, match.end())
+        if end < 0:
+            raise CABundleError(f"CA bundle has a '-----BEGIN {match[1]}-----' line without its END line.")
+        blocks.append((match[1], text[match.end() : end]))
+        if len(blocks) > MAX_CERTIFICATES:
+            raise CABundleError(f"CA bundle holds more than {MAX_CERTIFICATES} certificates.")
+        position = end + len(end_marker)
+    return blocks
 
 
 def bundle_path(bundle: str) -> str:

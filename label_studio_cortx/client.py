@@ -96,7 +96,9 @@ def _create(config: ConnectionConfig, endpoint_url: str, guard: bool, path_style
                 "TLS verification is switched off for this storage, but the admin forbids that "
                 "(CORTX_ALLOW_INSECURE_TLS=false). Provide the CA bundle instead."
             )
-        logger.warning("CORTX storage connection to %s does not verify TLS certificates", endpoint_url)
+        logger.warning(
+            "CORTX storage connection to %s does not verify TLS certificates", endpoints.display(endpoint_url)
+        )
     if guard:
         # Re-checked at connection time too (below): DNS can change after the storage was saved.
         endpoints.check_ssrf(endpoint_url)
@@ -116,6 +118,9 @@ def _create(config: ConnectionConfig, endpoint_url: str, guard: bool, path_style
         from io_storages.s3.utils import _guard_client_connections
 
         _guard_client_connections(client)
+    # Every socket goes to this endpoint's host and port, trusted or not, whatever a URL parser made of it.
+    virtual_hosts = not (config.force_path_style if path_style is None else path_style)
+    endpoints.pin_client_connections(client, endpoint_url, virtual_hosts=virtual_hosts)
     return client
 
 

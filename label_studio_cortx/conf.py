@@ -27,12 +27,20 @@ DEFAULTS: dict[str, object] = {
     "CORTX_SYNC_IN_BACKGROUND": True,
     # How long the sync request waits for the sync to finish before answering "in progress".
     "CORTX_SYNC_WAIT_SECONDS": 5.0,
+    # Save-time exports and deletes leave the request: RQ with Redis, else this process's bounded worker.
+    "CORTX_EXPORT_IN_BACKGROUND": True,
+    # Most save-time jobs the in-process worker holds; beyond that a save is only logged, and the next
+    # target sync writes the annotation (it has no up-to-date export link).
+    "CORTX_EXPORT_QUEUE_SIZE": 10000,
     # Concurrent GETs of task files (tasks mode).
     "CORTX_READ_WORKERS": 8,
     # Concurrent uploads of a target sync; stays below the client's connection pool.
     "CORTX_EXPORT_WORKERS": 8,
     # Snapshot files at least this large (bytes) are uploaded in parts of this size (multipart upload).
     "CORTX_MULTIPART_THRESHOLD": 64 * 1024 * 1024,
+    # Comma-separated Fernet keys for storage secrets at rest: the first encrypts, all decrypt (rotation).
+    # Empty: a key derived from Django's SECRET_KEY (a system check warns). See secret_store.py.
+    "CORTX_SECRETS_KEY": "",
 }
 
 
@@ -106,3 +114,19 @@ def sync_wait_seconds() -> float:
 
 def read_workers() -> int:
     return max(1, min(int(get("CORTX_READ_WORKERS")), max_pool_connections()))
+
+
+def secrets_keys() -> list[str]:
+    """The configured Fernet keys, newest (the encrypting one) first; empty when none is set."""
+    value = get("CORTX_SECRETS_KEY")
+    if isinstance(value, str):
+        value = value.split(",")
+    return [str(item).strip() for item in value or [] if item and str(item).strip()]
+
+
+def export_in_background() -> bool:
+    return bool(get("CORTX_EXPORT_IN_BACKGROUND"))
+
+
+def export_queue_size() -> int:
+    return max(1, int(get("CORTX_EXPORT_QUEUE_SIZE")))

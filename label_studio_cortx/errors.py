@@ -6,6 +6,7 @@ stores are always on unknown domains, so each failure class gets its own explana
 
 from __future__ import annotations
 
+import re
 import socket
 
 from botocore.exceptions import (
@@ -18,10 +19,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from botocore.parsers import ResponseParserError
 from rest_framework.exceptions import ValidationError
 
 from .ca_bundle import CABundleError
-from .endpoints import EndpointError
+from .endpoints import EndpointError, EndpointPinError, display
+
+# What an S3 error code looks like; anything else in a reply is not echoed to the user.
+_S3_CODE = re.compile(r"[A-Za-z][A-Za-z0-9.]{0,63}")
+MAX_STORE_MESSAGE = 200
 
 
 class StorageConnectionError(ValidationError):
@@ -63,10 +69,20 @@ def _chain_text(exc: BaseException) -> str:
 def describe(exc: BaseException, *, endpoint: str, bucket: str | None = None, prefix: str | None = None) -> str:
     """One human sentence (or two) for a failure talking to ``endpoint``."""
     where = f"bucket '{bucket}'" if bucket else "the store"
+    endpoint = display(endpoint)
     if isinstance(exc, StorageConnectionError):
         return str(exc)
+    pinned = _first(exc, EndpointPinError)
+    if pinned is not None:
+        return str(pinned)
     if isinstance(exc, (CABundleError, EndpointError)):
         return str(exc)
+    if _first(exc, ResponseParserError) is not None:
+        # botocore's parser error quotes the reply body: never shown, it may be another service's page.
+        return (
+            f"{endpoint} answered with something that is not an S3 response: check that the endpoint URL "
+            "points at the S3 service (host and port)."
+        )
     if isinstance(exc, ClientError):
         return _describe_client_error(exc, endpoint=endpoint, where=where, bucket=bucket)
     if isinstance(exc, NoCredentialsError):
@@ -143,15 +159,29 @@ def _describe_client_error(exc: ClientError, *, endpoint: str, where: str, bucke
     if code == "PermanentRedirect" or status == 301:
         return f"{endpoint} redirected the request: set the right region, or switch on path-style addressing."
     if code in ("NotImplemented", "MethodNotAllowed"):
-        return f"{endpoint} does not support this request ({code}): {error.get('Message', '')}".strip()
-    message = error.get("Message") or ""
-    return f"{endpoint} answered {status} {code}: {message}".strip()
+        return f"{endpoint} does not support this request ({code}): {store_message(error.get('Message'))}".strip()
+    if not _S3_CODE.fullmatch(code) or code.isdigit():
+        return (
+            f"{endpoint} answered HTTP {status} without an S3 error: check that the endpoint URL points at the "
+            "S3 service (host and port)."
+        )
+    return f"{endpoint} answered {status} {code}: {store_message(error.get('Message'))}".rstrip(": ")
+
+
+def store_message(message: object) -> str:
+    """An S3 error message as it may be shown: printable characters only, and short."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(message or ""))
+    return text if len(text) <= MAX_STORE_MESSAGE else text[: MAX_STORE_MESSAGE - 3] + "..."
 
 
 def _first(exc: BaseException, kind: type):
+    """The first exception of ``kind`` in the chain, including the ones botocore wraps in ``kwargs['error']``."""
     for item in _chain(exc):
-        if isinstance(item, kind):
-            return item
+        kwargs = getattr(item, "kwargs", None)
+        wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
+        for candidate in (item, wrapped, *getattr(item, "args", ())):
+            if isinstance(candidate, kind):
+                return candidate
     return None
 
 

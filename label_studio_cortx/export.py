@@ -65,12 +65,16 @@ def save_annotation(storage, annotation) -> None:
 def delete_annotation(storage, annotation) -> None:
     from .models import CortxExportStorageLink
 
+    delete_key(storage, object_key(storage, annotation))
+    CortxExportStorageLink.objects.filter(storage=storage, annotation=annotation).delete()
+
+
+def delete_key(storage, key: str) -> None:
     try:
         # One key at a time: batch DeleteObjects needs Content-MD5, which CORTX demands and botocore dropped.
-        storage.get_client().delete_object(Bucket=storage.bucket, Key=object_key(storage, annotation))
+        storage.get_client().delete_object(Bucket=storage.bucket, Key=key)
     except Exception as exc:
         raise storage.connection_error(exc) from None
-    CortxExportStorageLink.objects.filter(storage=storage, annotation=annotation).delete()
 
 
 def export_annotation_to_all(annotation_id: int) -> None:
@@ -91,29 +95,40 @@ def export_annotation_to_all(annotation_id: int) -> None:
             storage.save_annotation(annotation)
         except Exception as exc:
             logger.warning(
-                "CORTX target storage %s could not write annotation %s (a sync will retry): %s",
+                "CORTX target storage %s could not write annotation %s (its next sync writes it): %s",
                 storage.pk,
                 annotation_id,
-                exc,
+                storage.connection_error(exc),
             )
 
 
-def delete_annotation_from_all(annotation) -> None:
+def objects_to_delete(annotation) -> dict[int, list[str]]:
+    """{target storage id: [object keys]} to delete when ``annotation`` is deleted (read before it is gone)."""
     from .models import ANNOTATION_JSON, CortxExportStorageLink
 
     # A target switched to snapshots keeps its old links; its bucket now holds snapshots, which are never edited.
-    links = CortxExportStorageLink.objects.filter(annotation=annotation, storage__export_format=ANNOTATION_JSON)
-    for link in links.select_related("storage"):
-        if not link.storage.can_delete_objects:
-            continue
+    links = CortxExportStorageLink.objects.filter(
+        annotation=annotation, storage__export_format=ANNOTATION_JSON, storage__can_delete_objects=True
+    ).select_related("storage")
+    found: dict[int, list[str]] = {}
+    for link in links:
+        found.setdefault(link.storage_id, []).append(object_key(link.storage, annotation))
+    return found
+
+
+def delete_objects(storage_id: int, keys: list[str]) -> None:
+    """Job run after an annotation was deleted: remove its objects from one target, one key at a time."""
+    from .models import CortxExportStorage
+
+    storage = CortxExportStorage.objects.filter(pk=storage_id).first()
+    if storage is None:
+        return
+    for key in keys:
         try:
-            link.storage.delete_annotation(annotation)
+            delete_key(storage, key)
         except Exception as exc:
             logger.warning(
-                "CORTX target storage %s could not delete the object of annotation %s: %s",
-                link.storage_id,
-                annotation.pk,
-                exc,
+                "CORTX target storage %s could not delete object %s of a deleted annotation: %s", storage_id, key, exc
             )
 
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from urllib.parse import urlparse
 
 from . import client as client_factory
 
 
+def split_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://bucket/key`` URI, the key taken verbatim.
+
+    Not a URL parse: S3 keys may hold ``?``, ``#``, ``%``, ``+``, spaces and a leading slash, which
+    ``urlparse`` would read as a query, a fragment or an escape.
+    """
+    _, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
 def presigned_url(storage, url: str) -> str:
     """What Label Studio's resolver asks for: a presigned URL, or the object inline when presign is off."""
-    parsed = urlparse(url, allow_fragments=False)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    bucket, key = split_uri(url)
     if not storage.presign:
         # Same contract as Label Studio's S3 resolver: a data URI when links must not leave the server.
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlparse
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -24,7 +23,9 @@ from io_storages.s3.models import S3ImportStorageBase, S3StorageMixin
 from io_storages.utils import StorageObject, storage_can_resolve_bucket_url
 
 from . import client as client_factory
+from . import secret_store
 from .errors import StorageConnectionError, describe
+from .media import split_uri
 
 # export_format of a target that writes one JSON object per annotation (Label Studio's own behaviour).
 ANNOTATION_JSON = "ANNOTATION_JSON"
@@ -47,18 +48,38 @@ class CortxStorageMixin(S3StorageMixin):
     verify_tls = models.BooleanField(
         _("verify_tls"), default=True, help_text="Verify the TLS certificate of the endpoint"
     )
+    # Label Studio's credential fields, redeclared to be stored encrypted (secret_store.py). Same
+    # options as Label Studio's, so forms, serializers and the API see no difference.
+    aws_access_key_id = secret_store.EncryptedTextField(
+        _("aws_access_key_id"), null=True, blank=True, help_text="AWS_ACCESS_KEY_ID"
+    )
+    aws_secret_access_key = secret_store.EncryptedTextField(
+        _("aws_secret_access_key"), null=True, blank=True, help_text="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_session_token = secret_store.EncryptedTextField(
+        _("aws_session_token"), null=True, blank=True, help_text="AWS_SESSION_TOKEN"
+    )
 
     class Meta:
         abstract = True
 
     # --- the client -------------------------------------------------------------------------
     def connection_config(self) -> client_factory.ConnectionConfig:
+        # The only place stored secrets are decrypted: a loaded row holds ciphertext, a storage built
+        # from a form may hold plaintext (reveal passes it through). A wrong or malformed key becomes
+        # a StorageConnectionError, so a check answers 400 and a sync is marked failed with the message.
+        try:
+            access_key_id = secret_store.reveal(self.aws_access_key_id)
+            secret_access_key = secret_store.reveal(self.aws_secret_access_key)
+            session_token = secret_store.reveal(self.aws_session_token)
+        except secret_store.SecretStoreError as exc:
+            raise StorageConnectionError(str(exc)) from None
         return client_factory.ConnectionConfig.build(
             self.s3_endpoint or "",
             region_name=self.region_name,
-            access_key_id=self.aws_access_key_id,
-            secret_access_key=self.aws_secret_access_key,
-            session_token=self.aws_session_token,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
             force_path_style=self.force_path_style,
             ca_bundle_pem=self.ca_bundle,
             verify_tls=self.verify_tls,
@@ -103,8 +124,8 @@ class CortxStorageMixin(S3StorageMixin):
 
     def get_bytes_stream(self, uri: str, range_header: str | None = None):
         """Stream an object for Label Studio's media proxy, forwarding a single Range."""
-        parsed = urlparse(uri, allow_fragments=False)
-        params: dict[str, Any] = {"Bucket": parsed.netloc, "Key": parsed.path.lstrip("/")}
+        bucket, key = split_uri(uri)
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if range_header:
             params["Range"] = range_header
         try:
@@ -264,3 +285,20 @@ class CortxExportStorageLink(ExportStorageLink):
     class Meta:
         # One link per annotation and target: lets a target sync record a whole batch in one upsert.
         constraints = [models.UniqueConstraint(fields=["annotation", "storage"], name="cortx_export_link_unique")]
+
+
+class CortxTaskFileProblem(models.Model):
+    """A JSONL task file imported in part: the lines that could not be read, at the ETag that was read.
+
+    A re-sync reports them again while the file is unchanged, and once its ETag changes reads it again
+    and adds the rows that have no task yet (and forgets the record when no bad line is left).
+    """
+
+    storage = models.ForeignKey(CortxImportStorage, on_delete=models.CASCADE, related_name="task_file_problems")
+    key = models.TextField(_("key"))
+    etag = models.CharField(_("etag"), max_length=128, null=True, blank=True)
+    problems = models.JSONField(_("problems"), default=list)
+    updated_at = models.DateTimeField(_("updated_at"), auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["storage", "key"], name="cortx_task_file_problem_unique")]

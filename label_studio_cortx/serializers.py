@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 
 from botocore.exceptions import ParamValidationError
 from botocore.handlers import validate_bucket_name
@@ -12,11 +11,13 @@ from projects.models import Project
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from . import ca_bundle, conf, endpoints
+from . import ca_bundle, conf, endpoints, patterns
 from .errors import StorageConnectionError
 from .models import CortxExportStorage, CortxImportStorage
 
 STORAGE_TYPE = "cortx"
+# Serializer context key: the saved storage a request names by id, resolved by the view with permission checked.
+STORED = "stored_storage"
 
 # A change to any of these means the stored connection must be checked again.
 CONNECTION_FIELDS = {
@@ -81,17 +82,17 @@ class CortxStorageSerializerMixin:
         return value
 
     def validate_regex_filter(self, value: str | None) -> str | None:
-        if value:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValidationError(f"File filter regex '{value}' is invalid: {exc}.") from None
-        return value
+        try:
+            return patterns.validate(value)
+        except patterns.PatternError as exc:
+            raise ValidationError(str(exc)) from None
 
     def validate_region_name(self, value: str | None) -> str | None:
         return value.strip() if value else value
 
     def validate(self, data):
+        if self.stored_storage() is None and self.initial_data.get("id") not in (None, ""):
+            raise ValidationError({"id": "A new storage cannot name an id: leave it out."})
         data = super().validate(data)
         if self.instance is None and not data.get("s3_endpoint"):
             if not conf.default_endpoint():
@@ -106,14 +107,18 @@ class CortxStorageSerializerMixin:
             raise ValidationError(str(exc)) from None
         return data
 
+    def stored_storage(self):
+        """The saved storage this data changes: the instance being updated, or the one a validate request
+        names by id (resolved, with the user's permission checked, by the view: never looked up here)."""
+        return self.instance if self.instance is not None else self.context.get(STORED)
+
     def storage_with(self, data):
         """The storage as it would be saved, to check its connection without saving it."""
         model = self.Meta.model
-        if self.instance is not None:
-            storage = copy.copy(self.instance)
-        elif self.initial_data.get("id"):
+        stored = self.stored_storage()
+        if stored is not None:
             # 'Check connection' on an existing storage: the form does not resend stored secrets.
-            storage = copy.copy(model.objects.get(pk=self.initial_data["id"]))
+            storage = copy.copy(stored)
         else:
             return model(**{k: v for k, v in data.items() if k != "id"})
         for key, value in data.items():
@@ -158,12 +163,8 @@ class CortxExportStorageSerializer(CortxStorageSerializerMixin, ExportStorageSer
                 return Project.objects.filter(pk=int(project_id)).first()
             except (TypeError, ValueError):
                 return None  # the project field reports it
-        if self.instance is not None:
-            return self.instance.project
-        if self.initial_data.get("id"):
-            storage = self.Meta.model.objects.filter(pk=self.initial_data["id"]).first()
-            return storage.project if storage else None
-        return None
+        stored = self.stored_storage()
+        return stored.project if stored is not None else None
 
     class Meta:
         model = CortxExportStorage

@@ -62,9 +62,13 @@ CORTX_DEFAULT_REGION = get_env("CORTX_DEFAULT_REGION", "us-east-1")
 CORTX_DEFAULT_ENDPOINT = get_env("CORTX_DEFAULT_ENDPOINT", "")
 CORTX_SYNC_IN_BACKGROUND = get_bool_env("CORTX_SYNC_IN_BACKGROUND", True)
 CORTX_SYNC_WAIT_SECONDS = float(get_env("CORTX_SYNC_WAIT_SECONDS", 5))
+CORTX_EXPORT_IN_BACKGROUND = get_bool_env("CORTX_EXPORT_IN_BACKGROUND", True)
+CORTX_EXPORT_QUEUE_SIZE = int(get_env("CORTX_EXPORT_QUEUE_SIZE", 10000))
 CORTX_READ_WORKERS = int(get_env("CORTX_READ_WORKERS", 8))
 CORTX_EXPORT_WORKERS = int(get_env("CORTX_EXPORT_WORKERS", 8))
 CORTX_MULTIPART_THRESHOLD = int(get_env("CORTX_MULTIPART_THRESHOLD", 64 * 1024 * 1024))
+# Secret: comma-separated Fernet keys, kept as the raw string (conf.secrets_keys() splits it).
+CORTX_SECRETS_KEY = get_env("CORTX_SECRETS_KEY", "")
 
 # --- Redis/RQ workers ---
 # Label Studio's open-source settings hard-code REDIS_ENABLED = False. With CORTX_REDIS_URL set, syncs

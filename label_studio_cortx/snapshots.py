@@ -247,11 +247,17 @@ def _remove(client, bucket: str, keys: list[str]) -> None:
 
 
 # --- entry points ----------------------------------------------------------------------------------------------------
-def write_snapshot(storage: CortxExportStorage, export_format: str | None = None) -> SnapshotManifest:
-    """Build and upload one snapshot of the storage's project; returns its manifest. Touches no annotations."""
+def snapshot_format(storage: CortxExportStorage, export_format: str | None = None) -> str:
+    """The format a snapshot of ``storage`` is written in: the one asked for, else the storage's own."""
     export_format = check_format(storage.project, export_format or storage.export_format)
     if export_format == ANNOTATION_JSON:
         raise ValidationError(f"{ANNOTATION_JSON} writes one object per annotation, not a snapshot: choose a format.")
+    return export_format
+
+
+def write_snapshot(storage: CortxExportStorage, export_format: str | None = None) -> SnapshotManifest:
+    """Build and upload one snapshot of the storage's project; returns its manifest. Touches no annotations."""
+    export_format = snapshot_format(storage, export_format)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cortx-snapshot-", dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
         built = build_snapshot(storage.project, export_format, Path(tmp))
@@ -289,6 +295,11 @@ def sync_snapshot(storage: CortxExportStorage, export_format: str | None = None)
         snapshot_manifest=latest_key(storage.prefix),
     )
     return manifest
+
+
+def snapshot_background(storage_class, storage_id: int, export_format: str | None = None, **kwargs) -> None:
+    """The snapshot job, run where target syncs run (RQ, or a server thread); the storage is QUEUED."""
+    sync_snapshot(storage_class.objects.get(pk=storage_id), export_format)
 
 
 def run_snapshot(storage: CortxExportStorage, export_format: str | None = None) -> SnapshotManifest:

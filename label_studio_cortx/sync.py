@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from io_storages.utils import StorageObject, load_tasks_json
 
-from . import conf
+from . import conf, patterns
+from .errors import StorageConnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,15 @@ def iter_pages(client, bucket: str, params: dict, page_size: int = 1000) -> Iter
 
 def iter_object_pages(storage) -> Iterator[list[dict]]:
     """Listing pages of a source storage, with folders and keys outside the regex filter removed."""
-    regex = re.compile(storage.regex_filter) if storage.regex_filter else None
+    try:
+        wanted = patterns.matcher(storage.regex_filter)
+    except patterns.PatternError as exc:
+        # A storage saved before filters were checked with RE2: refuse it here rather than run it with re.
+        raise StorageConnectionError(str(exc)) from None
     client = storage.get_client()
     try:
         for page in iter_pages(client, storage.bucket, list_params(storage)):
-            yield [obj for obj in page if not obj["Key"].endswith("/") and (regex is None or regex.match(obj["Key"]))]
+            yield [obj for obj in page if not obj["Key"].endswith("/") and wanted(obj["Key"])]
     except Exception as exc:
         raise storage.connection_error(exc) from None
 
@@ -115,16 +119,50 @@ def iter_objects(storage) -> Iterator[dict]:
 
 
 # --- reading task data --------------------------------------------------------------------------
-def read_task_data(storage, key: str, client=None) -> list[StorageObject]:
-    """Task data for one object: a link to the object (files mode) or the tasks in a JSON/JSONL file."""
+MAX_PROBLEMS_PER_FILE = 50
+
+
+@dataclass
+class TaskFile:
+    """What one object holds: the tasks it could read, and the lines it could not (JSONL only)."""
+
+    key: str
+    objects: list[StorageObject]
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+
+    def problem(self, message: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS_PER_FILE:
+            self.problems.append(message)
+
+    def report(self) -> list[str]:
+        hidden = self.problem_count - len(self.problems)
+        return self.problems + ([f"... and {hidden} more bad lines"] if hidden else [])
+
+
+def read_task_file(storage, key: str, client=None) -> TaskFile:
+    """Task data for one object: a link to the object (files mode) or the tasks in a JSON/JSONL file.
+
+    A JSONL file keeps its good lines: each bad line is a problem named by its line number, and only a
+    file with no readable line at all fails as a whole (TaskFileError).
+    """
     if storage.use_blob_urls:
-        return [StorageObject(key=key, task_data={settings.DATA_UNDEFINED_NAME: f"s3://{storage.bucket}/{key}"})]
+        return TaskFile(
+            key, [StorageObject(key=key, task_data={settings.DATA_UNDEFINED_NAME: f"s3://{storage.bucket}/{key}"})]
+        )
     client = client or storage.get_client()
     try:
         body = client.get_object(Bucket=storage.bucket, Key=key)["Body"]
         if key.lower().endswith(".jsonl"):
-            return list(_iter_jsonl(body, key))
-        return list(load_tasks_json(body.read(), key))
+            result = TaskFile(key, [])
+            result.objects = list(_iter_jsonl(body, result))
+            if not result.objects and result.problem_count:
+                raise TaskFileError(key, "no line is a valid task: " + "; ".join(result.report()[:3]))
+            return result
+        return TaskFile(key, list(load_tasks_json(body.read(), key)))
+    except TaskFileError:
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
         cause = exc.__cause__ or exc
         raise TaskFileError(key, f"not a valid JSON/JSONL task file ({cause})") from None
@@ -132,18 +170,29 @@ def read_task_data(storage, key: str, client=None) -> list[StorageObject]:
         raise TaskFileError(key, str(storage.connection_error(exc))) from None
 
 
-def _iter_jsonl(body, key: str) -> Iterator[StorageObject]:
-    """Stream a JSONL file line by line, so a large file is never held whole."""
+def read_task_data(storage, key: str, client=None) -> list[StorageObject]:
+    """The tasks one object holds (what Label Studio's ``get_data`` returns); bad JSONL lines are left out."""
+    return read_task_file(storage, key, client).objects
+
+
+def _iter_jsonl(body, result: TaskFile) -> Iterator[StorageObject]:
+    """Stream a JSONL file line by line, so a large file is never held whole; bad lines become problems.
+
+    ``row_index`` is the line's index in the file, so a line fixed later keeps its place and a re-sync
+    can tell which rows already have tasks.
+    """
     for index, line in enumerate(body.iter_lines()):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"line {index + 1} is not valid JSON ({exc})") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            result.problem(f"line {index + 1} is not valid JSON ({str(exc)[:100]})")
+            continue
         if not isinstance(record, dict):
-            raise ValueError(f"line {index + 1} is not a JSON object")
-        yield StorageObject(key=key, task_data=record, row_index=index)
+            result.problem(f"line {index + 1} is not a JSON object")
+            continue
+        yield StorageObject(key=result.key, task_data=record, row_index=index)
 
 
 class TaskFileError(Exception):
@@ -268,7 +317,10 @@ def create_tasks(
     return created_ids
 
 
-def _read_new_objects(storage, entries: list[dict], pool: ThreadPoolExecutor | None, progress) -> list[StorageObject]:
+def _read_new_objects(
+    storage, entries: list[dict], pool: ThreadPoolExecutor | None, progress, partial: dict[str, TaskFile]
+) -> list[StorageObject]:
+    """The tasks of a page's new objects; task files read in part are added to ``partial`` by key."""
     if storage.use_blob_urls:
         return [obj for entry in entries for obj in read_task_data(storage, entry["Key"])]
     candidates = []
@@ -285,16 +337,60 @@ def _read_new_objects(storage, entries: list[dict], pool: ThreadPoolExecutor | N
     for outcome in pool.map(lambda key: _read_or_error(storage, key, client), candidates):
         if isinstance(outcome, TaskFileError):
             progress.error(str(outcome))
-        else:
-            results.extend(outcome)
+            continue
+        results.extend(outcome.objects)
+        if outcome.problem_count:
+            partial[outcome.key] = outcome
+            for problem in outcome.report():
+                progress.error(f"{outcome.key}: {problem}")
     return results
 
 
 def _read_or_error(storage, key: str, client):
     try:
-        return read_task_data(storage, key, client)
+        return read_task_file(storage, key, client)
     except TaskFileError as exc:
         return exc
+
+
+def _revisit_partial_files(storage, link_class, entries: list[dict], progress, started, partial: dict) -> None:
+    """Task files of this page that were imported in part: report their bad lines again while unchanged;
+    once changed, read them again and add the rows that have no task yet."""
+    from .models import CortxTaskFileProblem
+
+    by_key = {entry["Key"]: entry for entry in entries}
+    known = CortxTaskFileProblem.objects.filter(storage=storage, key__in=list(by_key))
+    for record in known:
+        etag = by_key[record.key].get("ETag")
+        if record.etag == etag:
+            for problem in record.problems:
+                progress.error(f"{record.key}: {problem}")
+            continue
+        try:
+            file = read_task_file(storage, record.key)
+        except TaskFileError as exc:
+            progress.error(str(exc))
+            continue
+        linked = set(link_class.objects.filter(storage=storage, key=record.key).values_list("row_index", flat=True))
+        missing = [obj for obj in file.objects if obj.row_index not in linked]
+        created = create_tasks(storage, link_class, missing, progress, {record.key: etag}, started)
+        progress.created += len(created)
+        progress.task_ids_for_webhook.extend(created)
+        if file.problem_count:
+            partial[record.key] = file
+            for problem in file.report():
+                progress.error(f"{record.key}: {problem}")
+        else:
+            record.delete()
+
+
+def _record_partial_files(storage, partial: dict[str, TaskFile], etags: dict) -> None:
+    from .models import CortxTaskFileProblem
+
+    for key, file in partial.items():
+        CortxTaskFileProblem.objects.update_or_create(
+            storage=storage, key=key, defaults={"etag": etags.get(key), "problems": file.report()}
+        )
 
 
 def scan_and_create_links(storage, link_class) -> SyncProgress:
@@ -315,11 +411,18 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
             existing = set(link_class.objects.filter(storage=storage, key__in=keys).values_list("key", flat=True))
             progress.existed += len(existing)
             new_entries = [entry for entry in entries if entry["Key"] not in existing]
-            objects = _read_new_objects(storage, new_entries, pool, progress)
-            etags = {entry["Key"]: entry.get("ETag") for entry in new_entries}
+            partial: dict[str, TaskFile] = {}
+            objects = _read_new_objects(storage, new_entries, pool, progress, partial)
+            etags = {entry["Key"]: entry.get("ETag") for entry in entries}
             created = create_tasks(storage, link_class, objects, progress, etags, started)
             progress.created += len(created)
             progress.task_ids_for_webhook.extend(created)
+            if existing and not storage.use_blob_urls:
+                _revisit_partial_files(
+                    storage, link_class, [e for e in entries if e["Key"] in existing], progress, started, partial
+                )
+            if partial:
+                _record_partial_files(storage, partial, etags)
             if len(progress.task_ids_for_webhook) >= settings.WEBHOOK_BATCH_SIZE:
                 emit_webhooks_for_instance(
                     storage.project.organization,

@@ -21,6 +21,8 @@ from label_studio_cortx.settings import *  # noqa: E402,F401,F403
 # Syncs run inline in the API tests: pytest-django wraps each test in a transaction that a background
 # thread cannot see. tests/test_background.py covers the background thread and RQ paths.
 CORTX_SYNC_IN_BACKGROUND = False
+# Likewise save-time exports (tests/test_save_never_waits.py runs a real server with the default).
+CORTX_EXPORT_IN_BACKGROUND = False
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, as Label Studio uses, not Django's default in-memory test database: that one is shared

@@ -1,0 +1,121 @@
+"""The shared-server guarantees through a running Label Studio (subprocess, its own SQLite, no Redis).
+
+A fault-injecting TCP proxy of the project's own (label_studio_cortx/testing/fault_proxy.py) sits between
+Label Studio and a real moto server: a store that accepts connections and never answers must not hold an
+annotator's save or a snapshot request, and nothing is lost: the target's next sync writes what the hung
+store never received, also after a restart of the server between save and export.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from label_studio_cortx.testing.fault_proxy import start_fault_proxy
+from label_studio_cortx.testing.ls_server import start_label_studio
+
+from .storage_helpers import keys, new_bucket
+
+TOKEN = "shared-server-token-123"
+EMAIL = "admin@example.com"
+PASSWORD = "admin-pass-123"
+LABEL_CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="c" toName="text"><Choice value="a"/></Choices></View>'
+)
+RESULT = [{"from_name": "c", "to_name": "text", "type": "choices", "value": {"choices": ["a"]}}]
+# Far below what the old in-request export took against a hung store (retries x read timeout, over 45 s),
+# far above what a save costs on a loaded 2-core machine.
+SAVE_BOUND = 15.0
+
+
+@pytest.fixture(scope="module")
+def store(s3_http):
+    with start_fault_proxy(s3_http.host, s3_http.port) as proxy:
+        yield s3_http, proxy
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("ls-shared")
+
+
+def _start(data_dir, proxy):
+    return start_label_studio(
+        data_dir=data_dir,
+        username=EMAIL,
+        password=PASSWORD,
+        token=TOKEN,
+        trusted_endpoints=[proxy.url],
+        # A short read timeout keeps the background worker's wait on the hung store short; requests never wait.
+        extra_env={"CORTX_READ_TIMEOUT": "3", "CORTX_MAX_ATTEMPTS": "1"},
+    )
+
+
+def _timed(call, *args, **kwargs):
+    started = time.monotonic()
+    response = call(*args, **kwargs)
+    return response, time.monotonic() - started
+
+
+def test_a_hung_store_never_holds_a_save_or_a_snapshot_and_nothing_is_lost(store, data_dir):
+    s3, proxy = store
+    bucket = new_bucket(s3)
+    proxy.mode = "pass"
+    server = _start(data_dir, proxy)
+    try:
+        api = server.api()
+        project = api.post("/api/projects", json={"title": "Hung store", "label_config": LABEL_CONFIG}).json()
+        task = api.post(f"/api/projects/{project['id']}/import", json=[{"text": "one"}, {"text": "two"}])
+        tasks = api.get(f"/api/tasks?project={project['id']}").json()["tasks"]
+        assert task.status_code == 201 and len(tasks) == 2
+
+        # The cost of a save with no target storage, measured on this machine now.
+        _, plain = _timed(api.post, f"/api/tasks/{tasks[0]['id']}/annotations/", json={"result": RESULT})
+
+        target = api.post(
+            "/api/storages/export/cortx",
+            json={
+                "project": project["id"],
+                "title": "hung",
+                "bucket": bucket,
+                "prefix": "ann",
+                "s3_endpoint": proxy.url,
+                "aws_access_key_id": s3.access_key,
+                "aws_secret_access_key": s3.secret_key,
+            },
+        ).json()
+        proxy.mode = "hang"
+        response, hung = _timed(api.post, f"/api/tasks/{tasks[1]['id']}/annotations/", json={"result": RESULT})
+        assert response.status_code == 201
+        annotation_id = response.json()["id"]
+        print(f"save without target: {plain:.2f} s; with a hung target: {hung:.2f} s")
+        assert hung < SAVE_BOUND
+
+        snapshot, took = _timed(
+            api.post, f"/api/storages/export/cortx/{target['id']}/snapshot", json={"export_format": "JSON"}
+        )
+        assert snapshot.status_code == 202 and took < SAVE_BOUND
+        assert snapshot.json()["status"] in ("queued", "in_progress", "failed")
+        assert server.running()
+    finally:
+        server.stop()
+
+    # Restart between the save and its export: the target's next sync writes what never reached the store.
+    proxy.mode = "pass"
+    server = _start(data_dir, proxy)
+    try:
+        api = server.api()
+        deadline = time.monotonic() + 120
+        while api.get(f"/api/storages/export/cortx/{target['id']}").json()["status"] in ("queued", "in_progress"):
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        result = api.post(f"/api/storages/export/cortx/{target['id']}/sync").json()
+        while result["status"] in ("queued", "in_progress"):
+            assert time.monotonic() < deadline
+            time.sleep(1)
+            result = api.get(f"/api/storages/export/cortx/{target['id']}").json()
+        assert result["status"] == "completed", result
+        assert f"ann/{annotation_id}" in keys(s3, bucket, "ann/")
+    finally:
+        server.stop()
