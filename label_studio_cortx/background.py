@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -50,8 +51,11 @@ def start_sync(storage, job: Callable = import_sync_background, *args, wait: flo
         )
         storage.info_set_job(rq_job.id)
         return
+    _release_if_orphaned(storage)
     if not storage.info_set_queued():
         return
+    storage.meta["cortx_runner"] = RUNNER
+    storage.save(update_fields=["meta"])
     if not conf.sync_in_background():
         _run(job, storage.__class__, storage.id, *args)
         return
@@ -63,6 +67,40 @@ def start_sync(storage, job: Callable = import_sync_background, *args, wait: flo
     )
     thread.start()
     thread.join(conf.sync_wait_seconds() if wait is None else wait)
+
+
+# Which process runs a thread-mode sync: a sync whose process has gone (a restart) holds its storage's
+# QUEUED/IN_PROGRESS status for ever, and Label Studio then refuses every new sync of it.
+RUNNER = f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"
+
+
+def _runner_alive(runner: str) -> bool:
+    host, _, rest = runner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's process: not ours to judge
+    if runner == RUNNER:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # The pid is alive, but it may be a new process that got the same number after a restart.
+    return int(pid) != os.getpid()
+
+
+def _release_if_orphaned(storage) -> None:
+    runner = (storage.meta or {}).get("cortx_runner")
+    if storage.status not in (storage.Status.QUEUED, storage.Status.IN_PROGRESS) or not runner:
+        return
+    if _runner_alive(runner):
+        return
+    logger.warning("CORTX storage %s: its last sync ended with the process that ran it; released", storage.pk)
+    storage.status = storage.Status.FAILED
+    storage.traceback = "The server stopped while this sync was running. Run it again."
+    storage.save(update_fields=["status", "traceback"])
 
 
 def _run(job: Callable, storage_class, storage_id: int, *args) -> None:
@@ -88,21 +126,17 @@ def run_soon(func: Callable, *args) -> None:
     """Run a save-time job (export or delete of one annotation's objects) outside the request, once the
     request's transaction has committed (the job must see the annotation it writes).
 
-    With Redis: an RQ job on the ``default`` queue. Without: this process's bounded worker; when its queue
-    is full the job is dropped with a warning: nothing is lost, since an annotation without an up-to-date
+    With Redis: an RQ job on the ``default`` queue. Without: this process's bounded worker (or inline, where
+    CORTX_EXPORT_IN_BACKGROUND is off); when its queue is full the job is dropped with a warning: nothing is lost, since an annotation without an up-to-date
     export link is written by the target's next sync.
     """
+    if redis_connected():
+        transaction.on_commit(lambda: start_job_async_or_sync(func, *args, queue_name="default"))
+        return
     if not conf.export_in_background():
         func(*args)
         return
-    transaction.on_commit(lambda: _submit(func, *args))
-
-
-def _submit(func: Callable, *args) -> None:
-    if redis_connected():
-        start_job_async_or_sync(func, *args, queue_name="default")
-        return
-    save_time_worker().submit(func, *args)
+    transaction.on_commit(lambda: save_time_worker().submit(func, *args))
 
 
 class BoundedWorker:

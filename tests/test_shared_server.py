@@ -107,9 +107,7 @@ def test_a_hung_store_never_holds_a_save_or_a_snapshot_and_nothing_is_lost(store
     try:
         api = server.api()
         deadline = time.monotonic() + 120
-        while api.get(f"/api/storages/export/cortx/{target['id']}").json()["status"] in ("queued", "in_progress"):
-            assert time.monotonic() < deadline
-            time.sleep(1)
+        # The snapshot job died with the old process; the next sync releases its status and runs.
         result = api.post(f"/api/storages/export/cortx/{target['id']}/sync").json()
         while result["status"] in ("queued", "in_progress"):
             assert time.monotonic() < deadline
