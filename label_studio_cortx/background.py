@@ -127,8 +127,8 @@ def run_soon(func: Callable, *args) -> None:
     request's transaction has committed (the job must see the annotation it writes).
 
     With Redis: an RQ job on the ``default`` queue. Without: this process's bounded worker (or inline, where
-    CORTX_EXPORT_IN_BACKGROUND is off); when its queue is full the job is dropped with a warning: nothing is lost, since an annotation without an up-to-date
-    export link is written by the target's next sync.
+    CORTX_EXPORT_IN_BACKGROUND is off); when its queue is full the job is dropped with a warning: nothing is
+    lost, since an annotation without an up-to-date export link is written by the target's next sync.
     """
     if redis_connected():
         transaction.on_commit(lambda: start_job_async_or_sync(func, *args, queue_name="default"))
