@@ -120,6 +120,27 @@ def iter_objects(storage) -> Iterator[dict]:
 
 # --- reading task data --------------------------------------------------------------------------
 MAX_PROBLEMS_PER_FILE = 50
+# One JSONL line is one task: far below this; a longer line is reported, never held.
+MAX_JSONL_LINE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class CappedMessages:
+    """Messages for a status or a report: all are counted, the first ``cap`` are kept, the rest summed up."""
+
+    cap: int
+    more: str = "more"
+    kept: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.kept) < self.cap:
+            self.kept.append(message)
+
+    def report(self) -> list[str]:
+        hidden = self.count - len(self.kept)
+        return self.kept + ([f"... and {hidden} {self.more}"] if hidden else [])
 
 
 @dataclass
@@ -128,17 +149,7 @@ class TaskFile:
 
     key: str
     objects: list[StorageObject]
-    problems: list[str] = field(default_factory=list)
-    problem_count: int = 0
-
-    def problem(self, message: str) -> None:
-        self.problem_count += 1
-        if len(self.problems) < MAX_PROBLEMS_PER_FILE:
-            self.problems.append(message)
-
-    def report(self) -> list[str]:
-        hidden = self.problem_count - len(self.problems)
-        return self.problems + ([f"... and {hidden} more bad lines"] if hidden else [])
+    problems: CappedMessages = field(default_factory=lambda: CappedMessages(MAX_PROBLEMS_PER_FILE, "more bad lines"))
 
 
 def read_task_file(storage, key: str, client=None) -> TaskFile:
@@ -157,8 +168,8 @@ def read_task_file(storage, key: str, client=None) -> TaskFile:
         if key.lower().endswith(".jsonl"):
             result = TaskFile(key, [])
             result.objects = list(_iter_jsonl(body, result))
-            if not result.objects and result.problem_count:
-                raise TaskFileError(key, "no line is a valid task: " + "; ".join(result.report()[:3]))
+            if not result.objects and result.problems.count:
+                raise TaskFileError(key, "no line is a valid task: " + "; ".join(result.problems.report()[:3]))
             return result
         return TaskFile(key, list(load_tasks_json(body.read(), key)))
     except TaskFileError:
@@ -181,18 +192,48 @@ def _iter_jsonl(body, result: TaskFile) -> Iterator[StorageObject]:
     ``row_index`` is the line's index in the file, so a line fixed later keeps its place and a re-sync
     can tell which rows already have tasks.
     """
-    for index, line in enumerate(body.iter_lines()):
+    for index, line in enumerate(_bounded_lines(body, MAX_JSONL_LINE_BYTES)):
+        if line is None:
+            result.problems.add(f"line {index + 1} is longer than {MAX_JSONL_LINE_BYTES // (1024 * 1024)} MiB")
+            continue
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
-            result.problem(f"line {index + 1} is not valid JSON ({str(exc)[:100]})")
+            result.problems.add(f"line {index + 1} is not valid JSON ({str(exc)[:100]})")
             continue
         if not isinstance(record, dict):
-            result.problem(f"line {index + 1} is not a JSON object")
+            result.problems.add(f"line {index + 1} is not a JSON object")
             continue
         yield StorageObject(key=result.key, task_data=record, row_index=index)
+
+
+def _bounded_lines(body, limit: int, chunk_size: int = 1024 * 1024) -> Iterator[bytes | None]:
+    """The lines of a streamed body; ``None`` stands for a line longer than ``limit``, which is skipped
+    without being held (a file with no line breaks must not be read into memory whole)."""
+    pending = b""
+    skipping = False
+    for chunk in body.iter_chunks(chunk_size):
+        pending += chunk
+        while True:
+            end = pending.find(b"\n")
+            if end < 0:
+                break
+            line, pending = pending[:end], pending[end + 1 :]
+            if skipping:
+                skipping = False
+                yield None
+            else:
+                yield line
+        if not skipping and len(pending) > limit:
+            skipping = True
+        if skipping:
+            pending = b""
+    if skipping:
+        yield None
+    elif pending:
+        yield pending
 
 
 class TaskFileError(Exception):
@@ -208,21 +249,21 @@ class TaskFileError(Exception):
 class SyncProgress:
     created: int = 0
     existed: int = 0
-    errors: list[str] = field(default_factory=list)
-    error_count: int = 0
+    errors: CappedMessages = field(default_factory=lambda: CappedMessages(MAX_REPORTED_ERRORS))
     task_ids_for_webhook: list[int] = field(default_factory=list)
     updated: int = 0
     removed: int = 0
     kept_missing: int = 0
 
     def error(self, message: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append(message)
+        self.errors.add(message)
+
+    @property
+    def error_count(self) -> int:
+        return self.errors.count
 
     def report(self) -> list[str]:
-        hidden = self.error_count - len(self.errors)
-        return self.errors + ([f"... and {hidden} more"] if hidden else [])
+        return self.errors.report()
 
 
 def _split_task(record: dict) -> tuple[dict, dict, bool]:
@@ -339,9 +380,9 @@ def _read_new_objects(
             progress.error(str(outcome))
             continue
         results.extend(outcome.objects)
-        if outcome.problem_count:
+        if outcome.problems.count:
             partial[outcome.key] = outcome
-            for problem in outcome.report():
+            for problem in outcome.problems.report():
                 progress.error(f"{outcome.key}: {problem}")
     return results
 
@@ -376,9 +417,9 @@ def _revisit_partial_files(storage, link_class, entries: list[dict], progress, s
         created = create_tasks(storage, link_class, missing, progress, {record.key: etag}, started)
         progress.created += len(created)
         progress.task_ids_for_webhook.extend(created)
-        if file.problem_count:
+        if file.problems.count:
             partial[record.key] = file
-            for problem in file.report():
+            for problem in file.problems.report():
                 progress.error(f"{record.key}: {problem}")
         else:
             record.delete()
@@ -389,7 +430,7 @@ def _record_partial_files(storage, partial: dict[str, TaskFile], etags: dict) ->
 
     for key, file in partial.items():
         CortxTaskFileProblem.objects.update_or_create(
-            storage=storage, key=key, defaults={"etag": etags.get(key), "problems": file.report()}
+            storage=storage, key=key, defaults={"etag": etags.get(key), "problems": file.problems.report()}
         )
 
 

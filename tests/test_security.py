@@ -345,3 +345,19 @@ def test_target_storage_ids_are_resolved_the_same_way(api, project, cortx_s3, tr
     assert response.status_code == 200, response.content
     response = validate(api, {"id": 424242, "project": project.id, "bucket": bucket}, target=True)
     assert response.status_code == 404
+
+
+def test_jsonl_lines_are_bounded_and_a_too_long_line_is_skipped_not_held():
+    from label_studio_cortx.sync import _bounded_lines
+
+    class Body:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def iter_chunks(self, size):
+            for start in range(0, len(self.data), size):
+                yield self.data[start : start + size]
+
+    data = b'{"a": 1}\n' + b"x" * 5000 + b'\n{"b": 2}\r\n\n' + b"y" * 5000
+    lines = list(_bounded_lines(Body(data), limit=1000, chunk_size=64))
+    assert lines == [b'{"a": 1}', None, b'{"b": 2}\r', b"", None]
