@@ -251,10 +251,11 @@ def test_demo_first_run_rerun_and_ctrl_c(tmp_path):
         assert created.status_code == 201, created.text
         annotation_id = created.json()["id"]
         key = f"{demo.ANNOTATIONS_PREFIX}/{annotation_id}"
+        # The save answers before the export (it runs off the request), so wait for the demo's report.
+        run.wait_for(rf"New annotation in the bucket: s3://{demo.BUCKET}/{re.escape(key)}", 30)
         assert _annotation_keys(s3) == [key]
         exported = json.loads(s3.get_object(Bucket=demo.BUCKET, Key=key)["Body"].read())
         assert exported["result"][0]["value"]["rectanglelabels"] == ["Circle"]
-        run.wait_for(rf"New annotation in the bucket: s3://{demo.BUCKET}/{re.escape(key)}", 20)
         s3_port = int(run.field("S3 endpoint").split()[0].rsplit(":", 1)[1])
         _stop_and_check(run, port, s3_port)
     finally:
