@@ -77,8 +77,27 @@ class CortxImportStorageDetailAPI(ImportStorageDetailAPI):
     serializer_class = CortxImportStorageSerializer
 
 
+class CheckedSyncMixin:
+    """Label Studio's sync views check the connection in the request, which a hung store holds for minutes.
+    Here the check runs first in the sync job; the request waits at most CORTX_SYNC_WAIT_SECONDS and answers
+    the storage, whose status says how it went. A check that has already failed by then (a wrong secret, a key
+    that may not write) answers 400 with its message, as Label Studio's in-request check would; a sync that
+    failed after its check answers the storage with status "failed", as in Label Studio."""
+
+    def post(self, request, *args, **kwargs):
+        storage = self.get_object()
+        if not storage.synchronizable:
+            return Response(status=400, data={"message": f"Storage {storage.id} is not synchronizable"})
+        storage.get_client()  # an endpoint that may not be used is a 400 now (no network), not a failed job
+        storage.sync(check=True)
+        storage.refresh_from_db()
+        if background.check_failed(storage):
+            raise ValidationError([storage.traceback or "The sync failed."])
+        return Response(self.serializer_class(storage).data)
+
+
 @extend_schema(tags=TAGS, summary="Sync tasks from a CORTX S3 source storage")
-class CortxImportStorageSyncAPI(ImportStorageSyncAPI):
+class CortxImportStorageSyncAPI(CheckedSyncMixin, ImportStorageSyncAPI):
     serializer_class = CortxImportStorageSerializer
 
 
@@ -163,7 +182,7 @@ class CortxExportStorageDetailAPI(ExportStorageDetailAPI):
 
 
 @extend_schema(tags=TAGS, summary="Write annotations to a CORTX S3 target storage")
-class CortxExportStorageSyncAPI(ExportStorageSyncAPI):
+class CortxExportStorageSyncAPI(CheckedSyncMixin, ExportStorageSyncAPI):
     serializer_class = CortxExportStorageSerializer
 
 

@@ -23,7 +23,12 @@ from collections.abc import Callable
 from core.redis import redis_connected, start_job_async_or_sync
 from django.conf import settings
 from django.db import connection, transaction
-from io_storages.base_models import import_sync_background, storage_background_failure
+from io_storages.base_models import (
+    export_sync_background,
+    export_sync_only_new_background,
+    import_sync_background,
+    storage_background_failure,
+)
 
 from . import conf
 
@@ -67,6 +72,54 @@ def start_sync(storage, job: Callable = import_sync_background, *args, wait: flo
     )
     thread.start()
     thread.join(conf.sync_wait_seconds() if wait is None else wait)
+
+
+# --- sync jobs -----------------------------------------------------------------------------------
+# Label Studio's Sync button checks the connection inside the request before it queues the sync; against a
+# hung store that check holds the request for connect/read timeouts x retries. The checked jobs run the same
+# check first, where the sync runs: a failed check is the sync's failure, with the check's message, and is
+# marked in the storage's meta so that a request still waiting for it can answer 400 as Label Studio would.
+CHECK_FAILED = "connection_check_failed"
+
+
+def _check_connection(storage_class, storage_id: int) -> None:
+    storage = storage_class.objects.get(id=storage_id)
+    try:
+        storage.validate_connection()
+    except Exception:
+        storage.meta[CHECK_FAILED] = True
+        storage.save(update_fields=["meta"])
+        raise
+
+
+def checked_import_sync(storage_class, storage_id: int, **kwargs) -> None:
+    _check_connection(storage_class, storage_id)
+    import_sync_background(storage_class, storage_id, **kwargs)
+
+
+def checked_export_sync(storage_class, storage_id: int, **kwargs) -> None:
+    _check_connection(storage_class, storage_id)
+    export_sync_background(storage_class, storage_id, **kwargs)
+
+
+def checked_export_sync_only_new(storage_class, storage_id: int, **kwargs) -> None:
+    _check_connection(storage_class, storage_id)
+    export_sync_only_new_background(storage_class, storage_id, **kwargs)
+
+
+def import_job(check: bool) -> Callable:
+    return checked_import_sync if check else import_sync_background
+
+
+def export_job(check: bool, only_new: bool) -> Callable:
+    if only_new:
+        return checked_export_sync_only_new if check else export_sync_only_new_background
+    return checked_export_sync if check else export_sync_background
+
+
+def check_failed(storage) -> bool:
+    """True when the storage's last sync failed in its connection check (not later, in the sync itself)."""
+    return storage.status == storage.Status.FAILED and bool((storage.meta or {}).get(CHECK_FAILED))
 
 
 # Which process runs a thread-mode sync: a sync whose process has gone (a restart) holds its storage's

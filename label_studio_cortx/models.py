@@ -189,10 +189,11 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
 
         return scan_and_create_links(self, CortxImportStorageLink)
 
-    def sync(self) -> None:
-        from .background import start_sync
+    def sync(self, check: bool = False) -> None:
+        """Queue a sync; ``check``: check the connection first, in the job (the Sync button's path)."""
+        from .background import import_job, start_sync
 
-        start_sync(self)
+        start_sync(self, import_job(check))
 
     def generate_http_url(self, url: str) -> str:
         from .media import presigned_url
@@ -231,12 +232,11 @@ class CortxExportStorage(CortxStorageMixin, ExportStorage):
     def writes_snapshots(self) -> bool:
         return self.export_format != ANNOTATION_JSON
 
-    def sync(self, save_only_new_annotations: bool = False) -> None:
-        from io_storages.base_models import export_sync_background, export_sync_only_new_background
+    def sync(self, save_only_new_annotations: bool = False, check: bool = False) -> None:
+        """Queue a sync; ``check``: check the connection (and write access) first, in the job."""
+        from .background import export_job, start_sync
 
-        from .background import start_sync
-
-        start_sync(self, export_sync_only_new_background if save_only_new_annotations else export_sync_background)
+        start_sync(self, export_job(check, save_only_new_annotations))
 
     def save_all_annotations(self) -> None:
         if self.writes_snapshots:

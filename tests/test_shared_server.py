@@ -2,8 +2,10 @@
 
 A fault-injecting TCP proxy of the project's own (label_studio_cortx/testing/fault_proxy.py) sits between
 Label Studio and a real moto server: a store that accepts connections and never answers must not hold an
-annotator's save or a snapshot request, and nothing is lost: the target's next sync writes what the hung
-store never received, also after a restart of the server between save and export.
+annotator's save, a snapshot request or a Sync click, and nothing is lost: the target's next sync writes what
+the hung store never received, also after a restart of the server between save and export. An extra loopback
+listener that nobody trusts proves that no endpoint trick reaches it, and a pathological regex filter synced
+against a long key leaves the server answering.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import time
 
 import pytest
 
-from label_studio_cortx.testing.fault_proxy import start_fault_proxy
+from label_studio_cortx.testing.fault_proxy import UNTRUSTED_BODY, start_fault_proxy, start_listener
 from label_studio_cortx.testing.ls_server import start_label_studio
 
-from .storage_helpers import keys, new_bucket
+from .storage_helpers import keys, new_bucket, put
 
 TOKEN = "shared-server-token-123"
 EMAIL = "admin@example.com"
@@ -67,7 +69,7 @@ def test_a_hung_store_never_holds_a_save_or_a_snapshot_and_nothing_is_lost(store
         api = server.api()
         project = api.post("/api/projects", json={"title": "Hung store", "label_config": LABEL_CONFIG}).json()
         task = api.post(f"/api/projects/{project['id']}/import", json=[{"text": "one"}, {"text": "two"}])
-        tasks = api.get(f"/api/tasks?project={project['id']}").json()["tasks"]
+        tasks = api.get(f"/api/tasks?project={project['id']}&resolve_uri=false").json()["tasks"]
         assert task.status_code == 201 and len(tasks) == 2
 
         # The cost of a save with no target storage, measured on this machine now.
@@ -117,3 +119,100 @@ def test_a_hung_store_never_holds_a_save_or_a_snapshot_and_nothing_is_lost(store
         assert f"ann/{annotation_id}" in keys(s3, bucket, "ann/")
     finally:
         server.stop()
+
+
+def _health_while(server, busy, seconds: float = 30.0) -> float:
+    """Poll /health/ while ``busy()`` is true (at most ``seconds``); the slowest answer, in seconds."""
+    import requests
+
+    slowest, deadline = 0.0, time.monotonic() + seconds
+    while busy() and time.monotonic() < deadline:
+        started = time.monotonic()
+        assert requests.get(f"{server.url}/health/", timeout=10).status_code == 200
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.2)
+    return slowest
+
+
+def test_hostile_endpoints_filters_and_a_hung_store_through_a_running_server(store, data_dir):
+    s3, proxy = store
+    bucket = new_bucket(s3)
+    proxy.mode = "pass"
+    server = _start(data_dir, proxy)
+    try:
+        with start_listener() as untrusted:
+            api = server.api()
+            project = api.post("/api/projects", json={"title": "Hostile", "label_config": LABEL_CONFIG}).json()
+            base = {
+                "project": project["id"],
+                "bucket": bucket,
+                "aws_access_key_id": s3.access_key,
+                "aws_secret_access_key": s3.secret_key,
+            }
+
+            # 1. Two parsers, two hosts: urlsplit sees the trusted proxy, urllib3 would connect to the listener.
+            bypass = f"http://127.0.0.1:{untrusted.port}\\@127.0.0.1:{proxy.port}"
+            userinfo = f"http://admin:hunter2-pass@127.0.0.1:{proxy.port}"
+            for route in ("/api/storages/cortx/validate", "/api/storages/cortx", "/api/storages/export/cortx"):
+                for endpoint, why in ((bypass, "backslash"), (userinfo, "user information")):
+                    response = api.post(route, json={**base, "s3_endpoint": endpoint}, check=False)
+                    assert response.status_code == 400, (route, response.text)
+                    assert why in response.text and "hunter2-pass" not in response.text
+                    assert UNTRUSTED_BODY not in response.text
+            assert untrusted.hits == 0, untrusted.requests
+
+            # 2. A regex that backtracks exponentially elsewhere runs in linear time; one RE2 cannot run is
+            # refused with the construct named.
+            key = "k" * 999 + "!"
+            put(s3, bucket, key, b"x")
+            put(s3, bucket, "kkk", b"x")
+            refused = api.post(
+                "/api/storages/cortx", json={**base, "s3_endpoint": proxy.url, "regex_filter": r"(k)\1"}, check=False
+            )
+            assert refused.status_code == 400 and "backreference" in refused.text, refused.text
+            source = api.post(
+                "/api/storages/cortx",
+                json={**base, "s3_endpoint": proxy.url, "regex_filter": "(k+)+$", "use_blob_urls": True},
+            ).json()
+            started = time.monotonic()
+            result = api.post(f"/api/storages/cortx/{source['id']}/sync").json()
+
+            def syncing() -> bool:
+                nonlocal result
+                result = api.get(f"/api/storages/cortx/{source['id']}").json()
+                return result["status"] in ("queued", "in_progress")
+
+            slowest = _health_while(server, syncing)
+            assert result["status"] == "completed", result
+            print(f"regex sync: {time.monotonic() - started:.2f} s, slowest /health/ {slowest:.2f} s")
+            assert slowest < SAVE_BOUND
+            tasks = api.get(f"/api/tasks?project={project['id']}&resolve_uri=false").json()["tasks"]
+            # Matched from the key's start, as Label Studio matches: only "kkk".
+            assert [value for t in tasks for value in t["data"].values()] == [f"s3://{bucket}/kkk"]
+
+            # 3. A Sync click against a store that never answers is answered at once, for source and target.
+            target = api.post(
+                "/api/storages/export/cortx", json={**base, "s3_endpoint": proxy.url, "prefix": "out"}
+            ).json()
+            proxy.mode = "hang"
+            routes = (f"/api/storages/cortx/{source['id']}/sync", f"/api/storages/export/cortx/{target['id']}/sync")
+            for route in routes:
+                response, took = _timed(api.post, route, check=False)
+                print(f"{route} on a hung store: HTTP {response.status_code} in {took:.2f} s")
+                assert took < SAVE_BOUND
+                if response.status_code == 400:  # the check failed within the request's short wait
+                    assert "did not answer" in response.text or "timed out" in response.text, response.text
+                else:
+                    assert response.json()["status"] in ("queued", "in_progress", "failed"), response.text
+                assert s3.secret_key not in response.text
+            assert requests_ok(server)
+            assert untrusted.hits == 0
+    finally:
+        proxy.mode = "pass"
+        server.stop()
+
+
+def requests_ok(server) -> bool:
+    import requests
+
+    return requests.get(f"{server.url}/health/", timeout=10).status_code == 200
