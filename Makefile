@@ -16,13 +16,15 @@ demo: $(BIN)/activate
 	$(BIN)/pip install --quiet -e ".[demo]"
 	$(BIN)/label-studio-cortx demo --port $(PORT)
 
-# Install what the tests need (including Debian's chromium) and run the whole suite.
+# Install what the tests need (including Debian's chromium, SeaweedFS and Ceph RGW) and run the whole suite.
+# CORTX_REQUIRE_REAL_STORES=1: a real store that fails to start fails its tests instead of skipping them.
 test: $(BIN)/activate
 	$(BIN)/pip install --quiet -e ".[test]"
 	bash scripts/install-browser.sh
+	bash scripts/install-real-stores.sh $(VENV)
 	bash scripts/services.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	CORTX_REQUIRE_REAL_STORES=1 $(BIN)/python -m pytest
 	# The database-facing tests again on PostgreSQL (Label Studio's server-scale database).
 	DJANGO_DB=postgresql POSTGRE_HOST=127.0.0.1 POSTGRE_NAME=postgres $(BIN)/python -m pytest $(PG_TESTS)
 

@@ -59,13 +59,28 @@ def create_storage(model, project, endpoint, bucket: str, **fields):
     )
 
 
+def annotate(api, task, result: list[dict]) -> int:
+    """Save an annotation through the REST API as the labeling UI does; its id."""
+    response = api.post(f"/api/tasks/{task.id}/annotations/", {"result": result}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
 def error_text(response) -> str:
     """Every human message of an error response, flattened (Label Studio nests validation errors)."""
     return json.dumps(response.json())
 
 
-def read_only_key(endpoint) -> tuple[str, str]:
-    """A second IAM user that may list and read but not write, as a mis-provisioned target key."""
+def read_only_key(endpoint, bucket: str | None = None) -> tuple[str, str]:
+    """A key that may list and read (``bucket``) but not write, as a mis-provisioned target key.
+
+    Real servers use their own machinery (``endpoint.read_only_key``: a SeaweedFS identity with Read and List,
+    an RGW user granted by bucket policy), also behind the CORTX-profile proxy; moto gets a second IAM user.
+    """
+    server = getattr(endpoint, "upstream", None) or endpoint
+    own = getattr(server, "read_only_key", None)
+    if own is not None:
+        return own(bucket)
     return _iam_key(
         endpoint, "reader", [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}]
     )

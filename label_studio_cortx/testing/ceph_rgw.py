@@ -8,10 +8,10 @@ that owns nothing and is granted read access per bucket by a bucket policy (:met
 which is RGW's own permission machinery, not a test double.
 
 The daemons run in the foreground as children of the test process (see :func:`.daemons.spawn`): stop() sends
-SIGTERM to radosgw, the OSD and the monitor in turn; atexit, SIGTERM/SIGHUP handlers and the kernel's
-parent-death signal cover interrupted runs. Binaries come from Debian 12's ``ceph-mon ceph-osd radosgw
-ceph-common`` packages (Ceph 16.2), installed by ``scripts/install-real-stores.sh``; no chroot and no mounts are
-needed with them.
+SIGTERM to radosgw, the OSD and the monitor in turn; atexit and SIGTERM/SIGHUP handlers do the same for
+interrupted runs, and the kernel's parent-death signal (SIGKILL) covers a test process that is killed outright.
+Binaries come from Debian 12's ``ceph-mon ceph-osd radosgw ceph-common`` packages (Ceph 16.2), installed by
+``scripts/install-real-stores.sh``; no chroot and no mounts are needed with them.
 """
 
 from __future__ import annotations
@@ -59,13 +59,15 @@ keyring = {root}/keyring
 
 [mon]
 mon data = {root}/mon/$cluster-$id
+# The cluster and audit logs, by default in /var/log/ceph.
+mon cluster log file = {root}/log/$cluster.$channel.log
 
 [osd]
 osd data = {root}/osd/$cluster-$id
 osd objectstore = memstore
 memstore device bytes = {memstore_bytes}
-# On SIGTERM an OSD first tells the monitor it is going down; when the monitor is already gone (an interrupted
-# run, where every daemon gets SIGTERM at once) it would wait 5 s for an answer.
+# On SIGTERM an OSD first tells the monitor it is going down; when the monitor is already gone (it died, or was
+# stopped by hand) it would wait 5 s for an answer.
 osd mon shutdown timeout = 1
 
 [client.rgw.a]
@@ -151,7 +153,9 @@ def start_ceph_rgw(
 
     def cleanup() -> None:
         try:
-            stop_in_order(reversed(processes))  # rgw, then osd, then mon
+            # rgw, then osd, then mon. Each stops in well under a second; the short grace bounds a daemon that
+            # hangs in its shutdown (radosgw does once its monitor is gone), and memstore loses nothing to SIGKILL.
+            stop_in_order(reversed(processes), grace=5.0)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

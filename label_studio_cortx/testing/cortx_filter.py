@@ -2,7 +2,7 @@
 
 moto accepts nearly everything modern boto3 sends, so a plugin tested only against moto could depend on
 features CORTX v1 lacks. This proxy sits in front of an S3 upstream (normally the authenticating moto server of
-:mod:`.moto_server`) and answers S3-style XML errors for:
+:mod:`.moto_server`, or a real store such as Ceph RGW) and answers S3-style XML errors for:
 
 (a) virtual-hosted-style requests (``Host: bucket.localhost``): 400 ``NotImplemented``; production CORTX installs
     have no per-bucket DNS, so only path-style works;
@@ -792,10 +792,13 @@ def start_cortx_endpoint(
     tmp_dir: str | Path | None = None,
     endpoint_hosts: Iterable[str] = (),
 ) -> CortxEndpoint:
-    """moto (HTTP, authenticating) + a :class:`CortxFilter` in front of it (HTTP or HTTPS).
+    """A :class:`CortxFilter` (HTTP or HTTPS) in front of ``upstream``, or of a new authenticating moto (HTTP).
 
-    Credentials are the upstream's: the proxy does not re-sign, it forwards the client's signature and Host.
-    Pass ``upstream`` to reuse a running endpoint (it is then not stopped with this one).
+    ``upstream`` may be any running :class:`S3Endpoint`: moto, or a real store such as Ceph RGW
+    (:func:`.ceph_rgw.start_ceph_rgw`) or SeaweedFS (:func:`.seaweedfs.start_seaweedfs`); a given upstream is not
+    stopped with this endpoint, and ``endpoint.upstream`` keeps its extras (e.g. ``read_only_key``).
+    Credentials are the upstream's: the proxy does not re-sign, it forwards the client's signature and Host, which
+    every SigV4 server verifies against the Host it receives.
     """
     owned_upstream = upstream is None
     up = upstream if upstream is not None else start_moto(https=False)

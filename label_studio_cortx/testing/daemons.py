@@ -5,13 +5,15 @@ This module owns what :mod:`.seaweedfs` and :mod:`.ceph_rgw` share:
 - :class:`RealS3Endpoint`, an :class:`~.moto_server.S3Endpoint` that also names its server and version, says
   whether it serves query-string (presigned) requests, and hands out a read-only key pair made by the server's
   own user/policy machinery (:meth:`RealS3Endpoint.read_only_key`);
-- :func:`spawn`: daemons in their own process group whose kernel-side parent-death signal is SIGTERM, so even a
-  SIGKILLed test run does not leave ``weed`` or ``ceph-osd`` behind;
+- :func:`spawn`: daemons in their own process group whose kernel-side parent-death signal is SIGKILL, so even a
+  SIGKILLed test run does not leave ``weed`` or ``ceph-osd`` behind (their stores are throw-away, and a radosgw
+  SIGTERMed together with its monitor hangs in its shutdown for good);
 - :func:`stop_in_order`: SIGTERM one daemon after the other (Ceph wants rgw, osd, mon in that order), SIGKILL
   only after a grace period, always reaped;
 - :func:`register_cleanup`: ``atexit`` plus SIGTERM/SIGHUP handlers that stop every running server before the
   signal takes its default effect (``pytest``'s own teardown covers Ctrl-C);
-- :func:`work_dir`: per-server temporary directories under one root, with stale ones of dead test runs removed.
+- :func:`work_dir`: per-server temporary directories under one root, with stale ones of dead test runs removed
+  (with the sockets a server left outside its directory, :func:`note_outside_files`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ctypes
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -65,17 +68,23 @@ class RealS3Endpoint(S3Endpoint):
 # ---- processes ------------------------------------------------------------------------------------------------
 
 
-def _child_setup() -> None:
-    """Runs in the child between fork and exec: die with the parent (SIGKILL of pytest included)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: atexit and the signal handlers still apply
-        pass
+def _die_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child, between fork and exec, asks to be SIGKILLed when ``parent`` dies."""
+
+    def setup() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # not Linux: atexit and the signal handlers still apply
+            return
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
 
 
 def spawn(argv: Sequence[str], log_path: Path, *, cwd: str | Path | None = None, env: dict[str, str] | None = None):
-    """Start ``argv`` with output to ``log_path``, in a new session, SIGTERMed by the kernel if we die.
+    """Start ``argv`` with output to ``log_path``, in a new session, SIGKILLed by the kernel if we die.
 
     A new session keeps a terminal's Ctrl-C away from the daemons: pytest gets it, and its fixture teardown stops
     them in the right order. The parent-death signal is tied to the spawning thread; the session fixtures that
@@ -90,7 +99,7 @@ def spawn(argv: Sequence[str], log_path: Path, *, cwd: str | Path | None = None,
             cwd=cwd,
             env=env,
             start_new_session=True,
-            preexec_fn=_child_setup,
+            preexec_fn=_die_with(os.getpid()),
         )
 
 
@@ -159,7 +168,14 @@ def wait_until(
 def run_tool(argv: Sequence[str], *, timeout: float = 60.0, what: str, logs: Iterable[Path | str] = ()) -> str:
     """Run an admin command to completion; its stdout, or ``RuntimeError`` with its output and the logs."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with(os.getpid()),  # e.g. radosgw-admin waiting for a monitor must not outlive us
+        )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(
             f"{what}: {argv[0]} did not finish within {timeout:g}s; log tail:\n{log_tail(logs)}"
@@ -198,7 +214,14 @@ def _on_signal(signum: int, frame: Any) -> None:
     if callable(previous):
         previous(signum, frame)
         return
-    # Give the signal its default effect (normally: terminate with it) now that nothing is left running.
+    # Dying by the signal skips atexit: run its hooks now (the run's other servers and temporary directories,
+    # e.g. moto's and Label Studio's data directory), then give the signal its default effect (terminate).
+    run_exit_hooks = getattr(atexit, "_run_exitfuncs", None)  # CPython's; atexit has no public "run now"
+    if run_exit_hooks is not None:
+        try:
+            run_exit_hooks()
+        except Exception:
+            pass
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
@@ -246,6 +269,34 @@ def _younger_than(path: Path, seconds: float) -> bool:
         return False
 
 
+_OUTSIDE_FILE = "outside.txt"
+
+
+def note_outside_files(root: Path, paths: Iterable[str | Path]) -> None:
+    """Record sockets a server creates outside its work directory ``root``, for :func:`remove_work_dir`.
+
+    SeaweedFS puts its gRPC sockets at fixed ``/tmp/seaweedfs-<service>-grpc-<port>.sock`` paths (not under
+    ``$TMPDIR``, and without a flag to move them) and leaves some behind even on a clean stop.
+    """
+    with open(root / _OUTSIDE_FILE, "a") as listing:
+        listing.writelines(f"{path}\n" for path in paths)
+
+
+def remove_work_dir(root: Path) -> None:
+    """Remove ``root`` and the sockets recorded by :func:`note_outside_files` (only sockets are removed)."""
+    try:
+        outside = (root / _OUTSIDE_FILE).read_text().splitlines()
+    except OSError:
+        outside = []
+    for line in outside:
+        try:
+            if line and stat.S_ISSOCK(os.lstat(line).st_mode):
+                os.unlink(line)
+        except OSError:
+            pass
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _remove_stale_dirs() -> None:
     """Remove work directories whose owning test process is gone (a SIGKILLed or crashed run)."""
     if not WORK_ROOT.is_dir():
@@ -259,8 +310,8 @@ def _remove_stale_dirs() -> None:
             continue
         if not owner and _younger_than(entry, 60):
             continue  # another run is between creating it and writing its owner file
-        # The daemons of a dead owner got SIGTERM from the kernel (parent-death signal); their files can go.
-        shutil.rmtree(entry, ignore_errors=True)
+        # The daemons of a dead owner got SIGKILL from the kernel (parent-death signal); their files can go.
+        remove_work_dir(entry)
 
 
 def work_dir(prefix: str) -> Path:

@@ -22,7 +22,16 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .daemons import RealS3Endpoint, register_cleanup, spawn, stop_in_order, wait_until, work_dir
+from .daemons import (
+    RealS3Endpoint,
+    note_outside_files,
+    register_cleanup,
+    remove_work_dir,
+    spawn,
+    stop_in_order,
+    wait_until,
+    work_dir,
+)
 from .moto_server import DEFAULT_REGION, free_port
 
 # The ports `weed mini` would otherwise pick itself (fixed defaults such as 9333/8333, which may be taken).
@@ -89,16 +98,30 @@ def start_seaweedfs(*, startup_timeout: float = 60.0, region: str = DEFAULT_REGI
     config.write_text(json.dumps(_identities(admin, reader)))
     (root / "data").mkdir()
     s3_port = free_port()
-    ports = [f"{flag}={free_port()}" for flag in _PORT_FLAGS]
+    port = {flag: free_port() for flag in _PORT_FLAGS}
+    # weed's gRPC servers listen on fixed /tmp paths too (see note_outside_files); the two sockets that have a
+    # flag go into the work directory.
+    note_outside_files(
+        root,
+        [
+            f"/tmp/seaweedfs-{name}-grpc-{port[f'-{name}.port.grpc']}.sock"
+            for name in ("master", "volume", "filer", "s3")
+        ]
+        + [f"/tmp/seaweedfs-admin-grpc-{port['-admin.port.grpc']}.sock"]
+        + [f"/tmp/seaweedfs-s3-{s3_port}.sock", f"/tmp/seaweedfs-filer-{port['-filer.port']}.sock"],
+    )
     argv = [
         binary,
+        "-logtostderr",  # into weed.log; otherwise glog also writes weed.<host>.<user>.log.* files into /tmp
         "mini",
         f"-dir={root / 'data'}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         f"-s3.port={s3_port}",
         f"-s3.config={config}",
-        *ports,
+        *(f"{flag}={number}" for flag, number in port.items()),
+        f"-s3.localSocket={root / 's3.sock'}",
+        f"-filer.localSocket={root / 'filer.sock'}",
         "-webdav=false",
         "-admin.ui=false",
         "-master.telemetry=false",
@@ -126,7 +149,7 @@ def start_seaweedfs(*, startup_timeout: float = 60.0, region: str = DEFAULT_REGI
         try:
             stop_in_order([process])
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            remove_work_dir(root)
 
     unregister = register_cleanup(cleanup)
     endpoint._cleanups.append(cleanup)

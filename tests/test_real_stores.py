@@ -1,0 +1,404 @@
+"""The storage suite on real object stores: moto, SeaweedFS, Ceph RGW and the CORTX profile over Ceph RGW.
+
+Every test runs once per ``store`` (tests/endpoint_fixtures.py) through Label Studio's REST API, with the
+helpers of tests/test_storage_api.py and tests/test_snapshots.py. moto is a mock that shares no code with a real
+store; the point here is what SeaweedFS and Ceph RGW (CORTX 2.x's S3 engine) really answer: error codes, ETags,
+listing order and pagination, multipart rules, presigned URLs and their own user/permission machinery.
+
+A feature a server does not have is skipped with a reason naming the server and the feature, never passed.
+The servers are session-scoped (started once, on first use); each test works in its own bucket.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from label_studio_cortx.datasets import load
+from tests.storage_helpers import annotate, error_text, keys, new_bucket, payload, put, read_json, read_only_key
+from tests.test_snapshots import annotated, latest, pull  # noqa: F401 - `annotated` is a fixture
+from tests.test_storage_api import (
+    ANNOTATION_RESULT,
+    SECRET_FIELDS,
+    _resolve_url,
+    _task,
+    assert_invalid,
+    create_source,
+    create_target,
+    sync,
+    task_url,
+    trust,  # noqa: F401 - a fixture
+    validate,
+)
+
+SNAPSHOT_FORMATS = ("JSON", "JSON_MIN", "CSV", "TSV", "COCO", "VOC", "YOLO")
+
+
+@pytest.fixture
+def s3(store, trust):  # noqa: F811 - `trust` is the imported fixture
+    """The store's endpoint, trusted by Label Studio (it is on 127.0.0.1)."""
+    trust(store.endpoint)
+    return store.endpoint
+
+
+def _fetch(url: str) -> tuple[int, bytes]:
+    """GET ``url`` as a browser would: no credentials, no proxy."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# --- forms, check connection ---------------------------------------------------------------------------------------
+def test_types_form_and_validate(api, project, s3):
+    assert {"name": "cortx", "title": "CORTX S3"} in api.get("/api/storages/types").json()
+    assert api.get("/api/storages/export/cortx/form").status_code == 200
+    bucket = new_bucket(s3)
+    put(s3, bucket, "images/a.jpg", b"x")
+    assert validate(api, payload(s3, bucket, project, prefix="images")).status_code == 200
+    assert validate(api, payload(s3, bucket, project, prefix="annotations"), target=True).status_code == 200
+    # The target's write check leaves nothing behind (no probe object, no open multipart upload).
+    assert keys(s3, bucket) == ["images/a.jpg"]
+    assert not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_validate_error_messages(api, project, s3):
+    bucket = new_bucket(s3)
+    put(s3, bucket, "a.jpg", b"x")
+    for target in (False, True):
+        text = assert_invalid(
+            validate(api, payload(s3, bucket, project, aws_secret_access_key="wrong-secret"), target=target),
+            "secret access key is wrong",
+        )
+        assert "wrong-secret" not in text and s3.access_key not in text
+        assert_invalid(
+            validate(api, payload(s3, bucket, project, aws_access_key_id="AKIANOTKNOWN000000"), target=target),
+            "access key ID is not known",
+        )
+        assert_invalid(
+            validate(api, payload(s3, "no-such-bucket-here", project), target=target),
+            "does not exist",
+            "no-such-bucket-here",
+        )
+    assert_invalid(validate(api, payload(s3, bucket, project, prefix="images")), "No objects found", "images/")
+
+
+def test_read_only_key_passes_source_check_and_fails_write_check(api, project, s3):
+    bucket = new_bucket(s3)
+    put(s3, bucket, "images/a.jpg", b"x")
+    key_id, secret = read_only_key(s3, bucket)
+    data = payload(s3, bucket, project, prefix="images", aws_access_key_id=key_id, aws_secret_access_key=secret)
+    assert validate(api, data).status_code == 200, validate(api, data).content
+    response = validate(api, {**data, "prefix": "annotations"}, target=True)
+    assert_invalid(response, f"can read bucket '{bucket}' but may not write under prefix 'annotations/'")
+    assert secret not in error_text(response) and key_id not in error_text(response)
+    assert keys(s3, bucket) == ["images/a.jpg"]
+    assert not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_create_hides_secrets(api, project, s3):
+    bucket = new_bucket(s3)
+    put(s3, bucket, "a.jpg", b"x")
+    created = create_source(api, s3, bucket, project)
+    target = create_target(api, s3, bucket, project)
+    raw = str(api.get(f"/api/storages/cortx/?project={project.id}").json()) + str(created) + str(target)
+    raw += str(api.get(f"/api/storages/export/cortx/{target['id']}").json())
+    assert all(field not in created and field not in target for field in SECRET_FIELDS)
+    assert s3.access_key not in raw and s3.secret_key not in raw
+
+
+# --- source sync ---------------------------------------------------------------------------------------------------
+def test_files_and_sync_without_duplicates(api, project, s3):
+    bucket = new_bucket(s3)
+    for name in ("images/b.png", "images/a.jpg", "images/c.txt", "images/deep/d.jpg", "images/0.jpg"):
+        put(s3, bucket, name, b"xy")
+    data = payload(s3, bucket, project, prefix="images", regex_filter=r".*\.(jpg|png)$", limit=10)
+    response = api.post("/api/storages/cortx/files", data, format="json")
+    assert response.status_code == 200, response.content
+    # Listing order is the store's: S3 promises UTF-8 binary order, and every server here must keep it.
+    assert [f["key"] for f in response.json()["files"]] == ["images/0.jpg", "images/a.jpg", "images/b.png"]
+    assert response.json()["files"][0]["size"] == 2
+
+    storage = create_source(api, s3, bucket, project, prefix="images", regex_filter=r".*\.jpg$", use_blob_urls=True)
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed" and result["last_sync_count"] == 2, result
+    put(s3, bucket, "images/e.jpg", b"x")
+    assert sync(api, storage["id"])["last_sync_count"] == 1
+    sync(api, storage["id"])
+    assert sorted(task_url(t) for t in project.tasks.all()) == [
+        f"s3://{bucket}/images/{name}.jpg" for name in ("0", "a", "e")
+    ]
+    assert api.patch(f"/api/storages/cortx/{storage['id']}", {"recursive_scan": True}, format="json").status_code == 200
+    sync(api, storage["id"])
+    assert project.tasks.count() == 4
+
+
+def test_sync_pages_through_more_than_one_listing_page(api, project, s3):
+    """1,000 keys per ListObjectsV2 page: a second page needs the server's continuation token."""
+    from tests.storage_helpers import seed_objects
+
+    bucket = new_bucket(s3)
+    seed_objects(s3, bucket, 1003, prefix="many/")
+    storage = create_source(api, s3, bucket, project, prefix="many", use_blob_urls=True)
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed" and result["last_sync_count"] == 1003, result
+    assert sync(api, storage["id"])["last_sync_count"] == 0
+    assert project.tasks.count() == 1003
+
+
+def test_sync_tasks_mode_and_reconcile(api, project, s3):
+    import json
+
+    bucket = new_bucket(s3)
+    put(s3, bucket, "tasks/one.json", json.dumps({"data": {"image": "s3://b/1.jpg"}}))
+    put(s3, bucket, "tasks/list.json", '[{"image": "s3://b/x.jpg"}, {"image": "s3://b/y.jpg"}]')
+    put(s3, bucket, "tasks/many.jsonl", '{"image": "s3://b/2.jpg"}\n{"image": "s3://b/3.jpg"}\n')
+    reconcile = {"sync_remove_missing": True, "sync_update_changed": True}
+    storage = create_source(api, s3, bucket, project, prefix="tasks", use_blob_urls=False, **reconcile)
+    assert sync(api, storage["id"])["status"] == "completed"
+    assert project.tasks.count() == 5
+    sync(api, storage["id"])
+    assert project.tasks.count() == 5
+
+    # The object of a task is gone, another task file changed (a new ETag): the re-sync follows the bucket.
+    s3.client().delete_object(Bucket=bucket, Key="tasks/list.json")
+    put(s3, bucket, "tasks/one.json", json.dumps({"data": {"image": "s3://b/1-v2.jpg"}}))
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed", result.get("traceback")
+    assert result["meta"]["tasks_removed"] == 2 and result["meta"]["tasks_updated"] == 1, result["meta"]
+    images = sorted(project.tasks.values_list("data__image", flat=True))
+    assert images == ["s3://b/1-v2.jpg", "s3://b/2.jpg", "s3://b/3.jpg"]
+
+
+# --- media ---------------------------------------------------------------------------------------------------------
+def _synced_image(api, project, s3, body: bytes, **extra):
+    bucket = new_bucket(s3)
+    put(s3, bucket, "img/a.png", body, content_type="image/png")
+    storage = create_source(api, s3, bucket, project, prefix="img", use_blob_urls=True, **extra)
+    sync(api, storage["id"])
+    return bucket, storage, project.tasks.get()
+
+
+def test_proxy_resolve_streams_with_range(api, project, s3):
+    body = bytes(range(256)) * 40
+    _, _, task = _synced_image(api, project, s3, body)
+    served = task_url(api.get(f"/api/tasks/{task.id}").json())
+    assert "/resolve/" in served and s3.url not in served
+    response = api.get(_resolve_url(task, task_url(task)))
+    assert response.status_code == 200 and b"".join(response.streaming_content) == body
+    partial = api.get(_resolve_url(task, task_url(task)), HTTP_RANGE="bytes=10-19")
+    assert partial.status_code == 206 and b"".join(partial.streaming_content) == body[10:20]
+    assert partial["Content-Range"] == f"bytes 10-19/{len(body)}"
+    # What media elements send while seeking: an open-ended range.
+    tail = api.get(_resolve_url(task, task_url(task)), HTTP_RANGE="bytes=10000-")
+    assert tail.status_code == 206 and b"".join(tail.streaming_content) == body[10000:]
+    # Label Studio's resolver rewrites a suffix range to bytes=0- (io_storages/proxy_api.py): the whole object.
+    suffix = api.get(_resolve_url(task, task_url(task)), HTTP_RANGE="bytes=-16")
+    assert suffix.status_code == 206 and b"".join(suffix.streaming_content) == body
+    assert suffix["Content-Range"] == f"bytes 0-{len(body) - 1}/{len(body)}"
+
+
+def test_presigned_url_serves_the_bytes(api, project, s3, store, settings):
+    store.skip_unless_presigned("presigned media URLs (presign=True)")
+    body = b"\x89PNG presigned bytes"
+    bucket, storage, task = _synced_image(api, project, s3, body, presign=True)
+    response = api.get(_resolve_url(task, task_url(task)))
+    assert response.status_code in (302, 303)
+    location = response["Location"]
+    assert location.startswith(f"{s3.url}/{bucket}/img/a.png?") and "X-Amz-Signature=" in location
+    assert _fetch(location) == (200, body)
+
+    # The browser reaches the store under another name: the URL is signed for that host and still serves.
+    public = s3.url.replace("127.0.0.1", "localhost")
+    settings.CORTX_TRUSTED_ENDPOINTS = [s3.url, public]
+    patched = api.patch(f"/api/storages/cortx/{storage['id']}", {"public_endpoint": public}, format="json")
+    assert patched.status_code == 200, patched.content
+    location = api.get(_resolve_url(task, task_url(task)))["Location"]
+    assert location.startswith(f"{public}/{bucket}/img/a.png?")
+    assert _fetch(location) == (200, body)
+    # A tampered signature is refused: the server really checks query-string auth.
+    status, _ = _fetch(location.replace("X-Amz-Signature=", "X-Amz-Signature=0"))
+    assert status == 403
+
+
+# --- target: export on save and delete, target sync ----------------------------------------------------------------
+def test_export_on_save_delete_and_target_sync(api, project, s3):
+    from tasks.models import Annotation
+
+    from label_studio_cortx.models import CortxExportStorage
+
+    bucket = new_bucket(s3)
+    task = _task(project, bucket)
+    target = create_target(api, s3, bucket, project, prefix="annotations/", can_delete_objects=True)
+    annotation_id = annotate(api, task, ANNOTATION_RESULT)
+    assert keys(s3, bucket) == [f"annotations/{annotation_id}"]
+    exported = read_json(s3, bucket, f"annotations/{annotation_id}")
+    assert exported["id"] == annotation_id and exported["result"] == ANNOTATION_RESULT
+    assert api.delete(f"/api/annotations/{annotation_id}/").status_code == 204
+    assert keys(s3, bucket) == []
+
+    CortxExportStorage.objects.filter(pk=target["id"]).update(prefix="later")
+    for _ in range(3):
+        Annotation.objects.create(task=task, project=project, result=ANNOTATION_RESULT)
+    result = sync(api, target["id"], target=True)
+    assert result["status"] == "completed", result
+    assert len(keys(s3, bucket, "later/")) == 3
+    assert sync(api, target["id"], target=True)["status"] == "completed"
+    assert len(keys(s3, bucket, "later/")) == 3
+
+
+# --- snapshots and pull --------------------------------------------------------------------------------------------
+def test_snapshots_in_every_format_pull_back(api, annotated, s3, settings, tmp_path):  # noqa: F811
+    settings.SYNC_ON_TARGET_STORAGE_CREATION = False
+    bucket = new_bucket(s3)
+    for fmt in SNAPSHOT_FORMATS:
+        prefix = f"snap/{fmt.lower()}"
+        target = create_target(api, s3, bucket, annotated, prefix=prefix, export_format=fmt)
+        status = sync(api, target["id"], target=True)
+        assert status["status"] == "completed", (fmt, status)
+        manifest = latest(s3, bucket, prefix)
+        assert (manifest["format"], manifest["task_count"], manifest["annotation_count"]) == (fmt, 2, 2)
+        assert pull(s3, bucket, prefix, tmp_path / fmt) == 0, fmt
+        loaded = load(tmp_path / fmt / manifest["snapshot"])
+        assert loaded, fmt
+
+
+def test_pull_integrity_checks(api, annotated, s3, tmp_path, capsys):  # noqa: F811
+    bucket = new_bucket(s3)
+    create_target(api, s3, bucket, annotated, prefix="p", export_format="COCO")  # creation syncs at once
+    manifest = latest(s3, bucket, "p")
+    assert pull(s3, bucket, "p", tmp_path / "ok") == 0
+    key = manifest["files"][0]["key"]
+    s3.client().put_object(Bucket=bucket, Key=key, Body=b"not the snapshot")
+    assert pull(s3, bucket, "p", tmp_path / "bad") == 2
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and key in err and manifest["files"][0]["sha256"] in err
+    assert not (tmp_path / "bad" / manifest["snapshot"]).exists()
+
+    s3.client().delete_object(Bucket=bucket, Key=key)
+    assert pull(s3, bucket, "p", tmp_path / "gone") == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert pull(s3, bucket, "nothing/here", tmp_path / "none") == 2
+    assert "no snapshot found" in capsys.readouterr().err
+
+    # The store's own refusals, told apart by their codes (RGW sends them without a message).
+    wrong = "WRONG-secret-value-1234567890"
+    assert pull(s3, bucket, "p", tmp_path / "denied", "--secret-key", wrong) == 2
+    err = capsys.readouterr().err
+    assert "access denied (SignatureDoesNotMatch)" in err and "secret key is wrong" in err and wrong not in err
+    assert pull(s3, bucket, "p", tmp_path / "unknown", "--access-key", "AKIAUNKNOWN000000000") == 2
+    assert "access denied (InvalidAccessKeyId)" in capsys.readouterr().err
+    assert pull(s3, "no-such-bucket-here", "p", tmp_path / "nobucket") == 2
+    assert "'no-such-bucket-here' does not exist" in capsys.readouterr().err
+
+
+def test_multipart_snapshot_is_complete_before_latest(api, project, s3, settings, tmp_path):
+    """A > 5 MiB snapshot goes up in parts: the store's multipart rules (part size, ETag form) must hold."""
+    from tasks.models import Task
+
+    settings.CORTX_MULTIPART_THRESHOLD = 5 * 1024 * 1024  # S3's minimum part size: the snapshot has two parts
+    settings.SYNC_ON_TARGET_STORAGE_CREATION = False
+    big = "x" * (6 * 1024 * 1024)
+    annotate(api, Task.objects.create(project=project, data={"notes": big}), ANNOTATION_RESULT)
+    bucket = new_bucket(s3)
+    target = create_target(api, s3, bucket, project, prefix="big", export_format="JSON")
+    assert sync(api, target["id"], target=True)["status"] == "completed"
+    manifest = latest(s3, bucket, "big")
+    (entry,) = manifest["files"]
+    etag = s3.client().head_object(Bucket=bucket, Key=entry["key"])["ETag"]
+    assert etag.strip('"').endswith("-2"), f"not a two-part upload: ETag {etag}"
+    assert not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert pull(s3, bucket, "big", tmp_path) == 0
+    (task_out,) = load(Path(tmp_path) / manifest["snapshot"])
+    assert task_out["data"]["notes"] == big
+
+
+# --- keys that need escaping -----------------------------------------------------------------------------------
+def _long_key(prefix: str, suffix: str, size: int = 1024, segment: int = 200) -> str:
+    """A key of exactly ``size`` UTF-8 bytes (S3's maximum is 1,024), in ``segment``-byte names between slashes.
+
+    SeaweedFS limits each name between slashes to 255 bytes (its filer's file-name limit), not only the key to
+    1,024; short segments keep the key valid on every server (``test_a_1024_byte_name_without_slashes``).
+    """
+    body = size - len(prefix.encode()) - len(suffix.encode())
+    names, left = [], body
+    while left > segment:
+        names.append("k" * (segment - 1))
+        left -= segment
+    names.append("k" * left)
+    key = prefix + "/".join(names) + suffix
+    assert len(key.encode()) == size
+    return key
+
+
+# Label Studio strips leading and trailing spaces from keys, so the space is inside a name.
+KEY_CORPUS = (
+    "keys/what?.png",
+    "keys/a#b.png",
+    "keys/100%.png",
+    "keys/%20encoded.png",
+    "keys/a+b.png",
+    "keys/with space.png",
+    "keys/é/日本.png",
+    _long_key("keys/long/", ".png"),
+)
+
+
+@pytest.mark.parametrize("mode", ["proxy", "presign"])
+def test_key_corpus_streams_and_presigns_exact_bytes(api, project, s3, store, mode):
+    """Keys with ``?``, ``#``, ``%``, ``+``, a space, unicode and 1,024 bytes: synced, then served byte for byte."""
+    if mode == "presign":
+        store.skip_unless_presigned("presigned URLs of keys that need escaping")
+    assert len(KEY_CORPUS[-1].encode()) == 1024
+    bucket = new_bucket(s3)
+    bodies = {key: f"body {index}: ".encode() + key.encode() for index, key in enumerate(KEY_CORPUS)}
+    for key, body in bodies.items():
+        put(s3, bucket, key, body, content_type="image/png")
+    # Stored verbatim, and listed in UTF-8 binary order (Python sorts str by code point: the same order).
+    listed = [obj["Key"] for obj in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert listed == sorted(KEY_CORPUS), f"{store.name} listed {listed}"
+
+    storage = create_source(
+        api, s3, bucket, project, prefix="keys", use_blob_urls=True, recursive_scan=True, presign=mode == "presign"
+    )
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed" and result["last_sync_count"] == len(KEY_CORPUS), result
+    tasks = {task_url(task): task for task in project.tasks.all()}
+    assert set(tasks) == {f"s3://{bucket}/{key}" for key in KEY_CORPUS}
+    for key, body in bodies.items():
+        uri = f"s3://{bucket}/{key}"
+        response = api.get(_resolve_url(tasks[uri], uri))
+        if mode == "proxy":
+            assert response.status_code == 200, (key, response.status_code)
+            assert b"".join(response.streaming_content) == body, key
+        else:
+            assert response.status_code in (302, 303), (key, response.status_code)
+            location = response["Location"]
+            assert location.startswith(f"{s3.url}/{bucket}/keys/") and "X-Amz-Signature=" in location, key
+            assert _fetch(location) == (200, body), key
+
+
+def test_a_1024_byte_name_without_slashes(api, project, s3, store):
+    """One 1,024-byte name (no slash in it) syncs and streams where the server stores it."""
+    from botocore.exceptions import ClientError
+
+    bucket = new_bucket(s3)
+    key = "k" * 1020 + ".png"
+    if store.id == "seaweedfs":
+        # Checked, not assumed: if SeaweedFS lifts the limit this fails and the skip goes.
+        with pytest.raises(ClientError) as refused:
+            put(s3, bucket, key, b"flat")
+        assert refused.value.response["Error"]["Code"] == "KeyTooLongError"
+        pytest.skip(f"{store.name}: names over 255 bytes between slashes (KeyTooLongError; S3 allows 1,024-byte keys)")
+    put(s3, bucket, key, b"flat", content_type="image/png")
+    storage = create_source(api, s3, bucket, project, use_blob_urls=True)
+    assert sync(api, storage["id"])["last_sync_count"] == 1
+    task = project.tasks.get()
+    assert task_url(task) == f"s3://{bucket}/{key}"
+    response = api.get(_resolve_url(task, task_url(task)))
+    assert response.status_code == 200 and b"".join(response.streaming_content) == b"flat"
