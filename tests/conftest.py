@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.endpoint_fixtures"]
+pytest_plugins = ["tests.compat_check", "tests.endpoint_fixtures"]
 
 IMAGE_CONFIG = """
 <View>

@@ -33,6 +33,7 @@ from label_studio_cortx.testing.cortx_filter import CortxEndpoint, start_cortx_e
 from label_studio_cortx.testing.daemons import RealS3Endpoint
 from label_studio_cortx.testing.moto_server import S3Endpoint, start_moto
 from label_studio_cortx.testing.seaweedfs import start_seaweedfs, weed_binary
+from tests import compat_check
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +102,10 @@ class StoreTarget:
 
     id: str
     """The test id: ``moto``, ``seaweedfs``, ``rgw`` or ``cortx-rgw``."""
-    name: str
-    """Human name for skip reasons, with version where known (e.g. "Ceph RGW 16.2.15")."""
+    server: str
+    """Human name of the server, e.g. "Ceph RGW"."""
+    version: str
+    """The version the server reports, e.g. "16.2.15"."""
     endpoint: S3Endpoint
     presigned: bool
     """Whether a browser could fetch a presigned URL from it (query-string authentication)."""
@@ -110,6 +113,11 @@ class StoreTarget:
     """A real object store (not moto), possibly behind the CORTX-profile proxy."""
     no_presign_reason: str = "it refuses query-string (presigned) authentication"
     """Why ``presigned`` is false, for skip reasons."""
+
+    @property
+    def name(self) -> str:
+        """Server and version, for skip reasons, e.g. "Ceph RGW 16.2.15"."""
+        return f"{self.server} {self.version}".strip()
 
     def skip_unless_presigned(self, feature: str) -> None:
         if not self.presigned:
@@ -122,6 +130,12 @@ STORE_IDS = ("moto", "seaweedfs", "rgw", "cortx-rgw")
 @pytest.fixture(params=STORE_IDS)
 def store(request: pytest.FixtureRequest) -> StoreTarget:
     """The storage suite's target servers: moto, SeaweedFS, Ceph RGW and the CORTX profile over Ceph RGW."""
+    target = _store_target(request)
+    compat_check.VERSIONS[target.id] = target.version
+    return target
+
+
+def _store_target(request: pytest.FixtureRequest) -> StoreTarget:
     import moto
 
     if request.param == "moto":
@@ -129,7 +143,8 @@ def store(request: pytest.FixtureRequest) -> StoreTarget:
         # enforces authentication (see tests/test_storage_api.py).
         return StoreTarget(
             "moto",
-            f"moto {moto.__version__}",
+            "moto",
+            moto.__version__,
             request.getfixturevalue("s3_http"),
             False,
             False,
@@ -137,17 +152,17 @@ def store(request: pytest.FixtureRequest) -> StoreTarget:
         )
     if request.param == "seaweedfs":
         endpoint = request.getfixturevalue("seaweedfs_s3")
-        return StoreTarget("seaweedfs", f"SeaweedFS {endpoint.version}", endpoint, True, True)
+        return StoreTarget("seaweedfs", "SeaweedFS", endpoint.version, endpoint, True, True)
     if request.param == "rgw":
         endpoint = request.getfixturevalue("ceph_rgw_s3")
-        return StoreTarget("rgw", f"Ceph RGW {endpoint.version}", endpoint, True, True)
+        return StoreTarget("rgw", "Ceph RGW", endpoint.version, endpoint, True, True)
     endpoint = request.getfixturevalue("cortx_rgw_s3")
-    upstream = endpoint.upstream
-    version = getattr(upstream, "version", "")
+    version = getattr(endpoint.upstream, "version", "")
     # The CORTX profile refuses query-string auth, as cortx-s3server (v1) does.
     return StoreTarget(
         "cortx-rgw",
-        f"CORTX profile over Ceph RGW {version}",
+        "CORTX profile over Ceph RGW",
+        version,
         endpoint,
         False,
         True,

@@ -55,6 +55,7 @@ def _fetch(url: str) -> tuple[int, bytes]:
 
 
 # --- forms, check connection ---------------------------------------------------------------------------------------
+@pytest.mark.compat("path-style addressing", "SigV4")
 def test_types_form_and_validate(api, project, s3):
     assert {"name": "cortx", "title": "CORTX S3"} in api.get("/api/storages/types").json()
     assert api.get("/api/storages/export/cortx/form").status_code == 200
@@ -67,6 +68,7 @@ def test_types_form_and_validate(api, project, s3):
     assert not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
+@pytest.mark.compat("wrong secret", "unknown key", "missing bucket")
 def test_validate_error_messages(api, project, s3):
     bucket = new_bucket(s3)
     put(s3, bucket, "a.jpg", b"x")
@@ -88,6 +90,7 @@ def test_validate_error_messages(api, project, s3):
     assert_invalid(validate(api, payload(s3, bucket, project, prefix="images")), "No objects found", "images/")
 
 
+@pytest.mark.compat("read-only key")
 def test_read_only_key_passes_source_check_and_fails_write_check(api, project, s3):
     bucket = new_bucket(s3)
     put(s3, bucket, "images/a.jpg", b"x")
@@ -113,6 +116,7 @@ def test_create_hides_secrets(api, project, s3):
 
 
 # --- source sync ---------------------------------------------------------------------------------------------------
+@pytest.mark.compat("files list and files-mode sync")
 def test_files_and_sync_without_duplicates(api, project, s3):
     bucket = new_bucket(s3)
     for name in ("images/b.png", "images/a.jpg", "images/c.txt", "images/deep/d.jpg", "images/0.jpg"):
@@ -138,6 +142,7 @@ def test_files_and_sync_without_duplicates(api, project, s3):
     assert project.tasks.count() == 4
 
 
+@pytest.mark.compat("ListObjectsV2, > 1,000 keys")
 def test_sync_pages_through_more_than_one_listing_page(api, project, s3):
     """1,000 keys per ListObjectsV2 page: a second page needs the server's continuation token."""
     from tests.storage_helpers import seed_objects
@@ -151,6 +156,7 @@ def test_sync_pages_through_more_than_one_listing_page(api, project, s3):
     assert project.tasks.count() == 1003
 
 
+@pytest.mark.compat("tasks-mode sync")
 def test_sync_tasks_mode_and_reconcile(api, project, s3):
     import json
 
@@ -184,6 +190,7 @@ def _synced_image(api, project, s3, body: bytes, **extra):
     return bucket, storage, project.tasks.get()
 
 
+@pytest.mark.compat("single-range GET")
 def test_proxy_resolve_streams_with_range(api, project, s3):
     body = bytes(range(256)) * 40
     _, _, task = _synced_image(api, project, s3, body)
@@ -203,6 +210,7 @@ def test_proxy_resolve_streams_with_range(api, project, s3):
     assert suffix["Content-Range"] == f"bytes 0-{len(body) - 1}/{len(body)}"
 
 
+@pytest.mark.compat("presigned GET served to a browser", "presigned GET signed for a public host")
 def test_presigned_url_serves_the_bytes(api, project, s3, store, settings):
     store.skip_unless_presigned("presigned media URLs (presign=True)")
     body = b"\x89PNG presigned bytes"
@@ -227,6 +235,7 @@ def test_presigned_url_serves_the_bytes(api, project, s3, store, settings):
 
 
 # --- target: export on save and delete, target sync ----------------------------------------------------------------
+@pytest.mark.compat("export on save", "DeleteObject (one key)")
 def test_export_on_save_delete_and_target_sync(api, project, s3):
     from tasks.models import Annotation
 
@@ -253,6 +262,7 @@ def test_export_on_save_delete_and_target_sync(api, project, s3):
 
 
 # --- snapshots and pull --------------------------------------------------------------------------------------------
+@pytest.mark.compat("snapshots JSON")
 def test_snapshots_in_every_format_pull_back(api, annotated, s3, settings, tmp_path):  # noqa: F811
     settings.SYNC_ON_TARGET_STORAGE_CREATION = False
     bucket = new_bucket(s3)
@@ -268,6 +278,7 @@ def test_snapshots_in_every_format_pull_back(api, annotated, s3, settings, tmp_p
         assert loaded, fmt
 
 
+@pytest.mark.compat("snapshots JSON")
 def test_pull_integrity_checks(api, annotated, s3, tmp_path, capsys):  # noqa: F811
     bucket = new_bucket(s3)
     create_target(api, s3, bucket, annotated, prefix="p", export_format="COCO")  # creation syncs at once
@@ -297,6 +308,7 @@ def test_pull_integrity_checks(api, annotated, s3, tmp_path, capsys):  # noqa: F
     assert "'no-such-bucket-here' does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.compat("multipart upload")
 def test_multipart_snapshot_is_complete_before_latest(api, project, s3, settings, tmp_path):
     """A > 5 MiB snapshot goes up in parts: the store's multipart rules (part size, ETag form) must hold."""
     from tasks.models import Task
@@ -350,6 +362,7 @@ KEY_CORPUS = (
 
 
 @pytest.mark.parametrize("mode", ["proxy", "presign"])
+@pytest.mark.compat(proxy=("listing in UTF-8 binary key order", "keys with"), presign="presigned GET of every key")
 def test_key_corpus_streams_and_presigns_exact_bytes(api, project, s3, store, mode):
     """Keys with ``?``, ``#``, ``%``, ``+``, a space, unicode and 1,024 bytes: synced, then served byte for byte."""
     if mode == "presign":
@@ -383,6 +396,7 @@ def test_key_corpus_streams_and_presigns_exact_bytes(api, project, s3, store, mo
             assert _fetch(location) == (200, body), key
 
 
+@pytest.mark.compat("a 1,024-byte key that is one name")
 def test_a_1024_byte_name_without_slashes(api, project, s3, store):
     """One 1,024-byte name (no slash in it) syncs and streams where the server stores it."""
     from botocore.exceptions import ClientError

@@ -218,8 +218,12 @@ def server_env(
             "COLLECT_ANALYTICS": "false",
             "CORTX_TRUSTED_ENDPOINTS": ",".join(trusted_endpoints),
             "PYTHONUNBUFFERED": "1",
+            # Label Studio's exports leave temporary files behind when the server stops mid-export: keep them
+            # in the data directory rather than the machine's /tmp.
+            "TMPDIR": str(Path(data_dir) / "tmp"),
         }
     )
+    (Path(data_dir) / "tmp").mkdir(parents=True, exist_ok=True)
     for name in ("DATABASE_NAME", "LABEL_STUDIO_DATABASE_NAME", "LABEL_STUDIO_USER_TOKEN"):
         env.pop(name, None)
     if token:
