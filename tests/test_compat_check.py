@@ -37,16 +37,19 @@ def run(monkeypatch):
 
 
 def test_agreeing_results_pass(run):
-    assert run(
-        {
-            "a[moto]": ("moto", ["presigned GET"], "skipped"),
-            "a[rgw]": ("rgw", ["presigned GET"], "passed"),
-            "b[seaweedfs]": ("seaweedfs", ["one long name"], "skipped"),
-            "b[cortx-rgw]": ("cortx-rgw", ["one long name"], "skipped"),
-            "c[moto]": ("moto", ["presigned GET"], "failed"),  # pytest reports failures itself
-        },
-        {"moto": "5.2.5", "rgw": "16.2.15"},
-    ) == []
+    assert (
+        run(
+            {
+                "a[moto]": ("moto", ["presigned GET"], "skipped"),
+                "a[rgw]": ("rgw", ["presigned GET"], "passed"),
+                "b[seaweedfs]": ("seaweedfs", ["one long name"], "skipped"),
+                "b[cortx-rgw]": ("cortx-rgw", ["one long name"], "skipped"),
+                "c[moto]": ("moto", ["presigned GET"], "failed"),  # pytest reports failures itself
+            },
+            {"moto": "5.2.5", "rgw": "16.2.15"},
+        )
+        == []
+    )
 
 
 def test_each_kind_of_disagreement_is_reported(run):
