@@ -1,9 +1,10 @@
 """The real-store daemons leave nothing behind when the process that started them is interrupted or killed.
 
 A test run that is stopped with Ctrl-C (SIGINT), SIGTERM (CI cancelling a job) or SIGKILL must not leave
-``weed``, ``ceph-mon``, ``ceph-osd`` or ``radosgw`` running, nor (for the first two signals) their work
-directories. Each case starts a server in a child Python process, as a test session would, signals that process
-once the server answers, and looks for every process whose command line names the server's work directory.
+``weed``, ``ceph-mon``, ``ceph-osd``, ``radosgw`` or a moto server running, nor (for the first two signals) the
+real stores' work directories. Each case starts a server in a child Python process, as a test session would,
+signals that process once the server answers, and looks for every process whose command line names the server
+(its work directory; for moto, its port).
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from label_studio_cortx.testing.ceph_rgw import start_ceph_rgw
+    from label_studio_cortx.testing.moto_server import start_moto
     from label_studio_cortx.testing.seaweedfs import start_seaweedfs
 
-    start = start_seaweedfs if sys.argv[1] == "seaweedfs" else start_ceph_rgw
+    start = {"seaweedfs": start_seaweedfs, "ceph": start_ceph_rgw, "moto": start_moto}[sys.argv[1]]
     with start() as endpoint:
         endpoint.client().create_bucket(Bucket="alive")
-        print("READY", endpoint.work_dir, flush=True)
+        # What names the server's processes: its work directory, or (moto) its command line.
+        names = getattr(endpoint, "work_dir", None) or f"moto.server -H 127.0.0.1 -p {endpoint.port}"
+        print("READY", names, flush=True)
         time.sleep(600)
     """
 )
@@ -82,13 +86,15 @@ def _start_child(server: str) -> tuple[subprocess.Popen[str], str]:
         ("seaweedfs", signal.SIGKILL),
         ("ceph", signal.SIGINT),
         ("ceph", signal.SIGKILL),
+        ("moto", signal.SIGTERM),
+        ("moto", signal.SIGKILL),
     ],
-    ids=["seaweedfs-SIGINT", "seaweedfs-SIGTERM", "seaweedfs-SIGKILL", "ceph-SIGINT", "ceph-SIGKILL"],
+    ids=lambda value: getattr(value, "name", value),
 )
 def test_an_interrupted_run_leaves_no_daemon_and_no_work_dir(server, sig):
     if server == "ceph":
         _require(ceph_available(), "Ceph (ceph-mon, ceph-osd, radosgw)")
-    else:
+    elif server == "seaweedfs":
         _require(weed_binary() is not None, "SeaweedFS (weed)")
     child, work_dir = _start_child(server)
     try:
@@ -100,6 +106,8 @@ def test_an_interrupted_run_leaves_no_daemon_and_no_work_dir(server, sig):
         while _processes_naming(work_dir) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _processes_naming(work_dir) == [], f"left running after {sig.name}"
+        if server == "moto":
+            return
         if sig != signal.SIGKILL:
             assert not Path(work_dir).exists(), f"{work_dir} left after {sig.name}"
         else:

@@ -19,7 +19,6 @@ This module owns what :mod:`.seaweedfs` and :mod:`.ceph_rgw` share:
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
 import signal
@@ -34,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from .moto_server import S3Endpoint
+from .processes import die_with_parent
 
 # All real-server work directories live below this root so that a later run can find and remove the ones an
 # interrupted run left behind (see work_dir).
 WORK_ROOT = Path(tempfile.gettempdir()) / "label-studio-cortx-stores"
 _OWNER_FILE = "owner.pid"
-
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -68,21 +66,6 @@ class RealS3Endpoint(S3Endpoint):
 # ---- processes ------------------------------------------------------------------------------------------------
 
 
-def _die_with(parent: int) -> Callable[[], None]:
-    """A ``preexec_fn``: the child, between fork and exec, asks to be SIGKILLed when ``parent`` dies."""
-
-    def setup() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # not Linux: atexit and the signal handlers still apply
-            return
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return setup
-
-
 def spawn(argv: Sequence[str], log_path: Path, *, cwd: str | Path | None = None, env: dict[str, str] | None = None):
     """Start ``argv`` with output to ``log_path``, in a new session, SIGKILLed by the kernel if we die.
 
@@ -99,7 +82,7 @@ def spawn(argv: Sequence[str], log_path: Path, *, cwd: str | Path | None = None,
             cwd=cwd,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with(os.getpid()),
+            preexec_fn=die_with_parent(),
         )
 
 
@@ -174,7 +157,7 @@ def run_tool(argv: Sequence[str], *, timeout: float = 60.0, what: str, logs: Ite
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with(os.getpid()),  # e.g. radosgw-admin waiting for a monitor must not outlive us
+            preexec_fn=die_with_parent(),  # e.g. radosgw-admin waiting for a monitor must not outlive us
         )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .processes import die_with_parent
+
 DEFAULT_USERNAME = "admin@example.com"
 STARTUP_TIMEOUT = 300.0
 
@@ -88,8 +90,20 @@ def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> int | None
     return process.wait(timeout=5)
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _child_setup(restore_sigint: bool) -> Callable[[], None]:
+    """The server's ``preexec_fn``: it dies with its parent (a killed test run or demo leaves no server behind).
+
+    ``restore_sigint``: a parent started in the background by a shell ignores SIGINT, and the child would inherit
+    that: give the server back the default so that stop() can end it like Ctrl-C.
+    """
+    die = die_with_parent()
+
+    def setup() -> None:
+        if restore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        die()
+
+    return setup
 
 
 def _cleanup(process: subprocess.Popen, owned_dir: str | None) -> None:
@@ -302,9 +316,7 @@ def start_label_studio(
             # Its own process group: a Ctrl-C in the terminal reaches only the caller, which stops the server
             # in order (and the server never sees a half-finished demo set-up).
             start_new_session=True,
-            # A parent started in the background by a shell ignores SIGINT, and the child would inherit that:
-            # give the server back the default so that stop() can end it like Ctrl-C.
-            preexec_fn=_default_sigint if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else None,
+            preexec_fn=_child_setup(restore_sigint=signal.getsignal(signal.SIGINT) == signal.SIG_IGN),
         )
     finalizer = weakref.finalize(process, _cleanup, process, owned_dir)
     try:

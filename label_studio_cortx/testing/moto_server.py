@@ -38,6 +38,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from .processes import die_with_parent
 from .tls import issue_server_tls
 
 logger = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ def _launch(host: str, port: int, tls_args: list[str], log_path: Path) -> subpro
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=die_with_parent(),
         )
 
 
