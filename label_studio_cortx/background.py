@@ -23,22 +23,22 @@ from collections.abc import Callable
 from core.redis import redis_connected, start_job_async_or_sync
 from django.conf import settings
 from django.db import connection, transaction
-from io_storages.base_models import (
-    export_sync_background,
-    export_sync_only_new_background,
-    import_sync_background,
-    storage_background_failure,
-)
+from io_storages.base_models import import_sync_background, storage_background_failure
 
 from . import conf
 
 logger = logging.getLogger(__name__)
 
 
-def start_sync(storage, job: Callable = import_sync_background, *args, wait: float | None = None) -> None:
+def start_sync(
+    storage, job: Callable = import_sync_background, *args, wait: float | None = None, check: bool = False
+) -> None:
     """Queue a sync of ``storage``: ``job(storage_class, storage_id, *args)`` is one of Label Studio's sync jobs
     (import, or export of all / only new annotations) or a snapshot, with Label Studio's own bookkeeping and
-    statuses. Without Redis the request waits ``wait`` seconds (default CORTX_SYNC_WAIT_SECONDS) for it."""
+    statuses. Without Redis the request waits ``wait`` seconds (default CORTX_SYNC_WAIT_SECONDS) for it.
+    ``check``: the job checks the connection first (:func:`checked_sync`)."""
+    if check:
+        job, args = checked_sync, (job, *args)
     if redis_connected():
         if not storage.info_set_queued():
             return
@@ -76,13 +76,17 @@ def start_sync(storage, job: Callable = import_sync_background, *args, wait: flo
 
 # --- sync jobs -----------------------------------------------------------------------------------
 # Label Studio's Sync button checks the connection inside the request before it queues the sync; against a
-# hung store that check holds the request for connect/read timeouts x retries. The checked jobs run the same
+# hung store that check holds the request for connect/read timeouts x retries. checked_sync runs the same
 # check first, where the sync runs: a failed check is the sync's failure, with the check's message, and is
 # marked in the storage's meta so that a request still waiting for it can answer 400 as Label Studio would.
 CHECK_FAILED = "connection_check_failed"
 
 
-def _check_connection(storage_class, storage_id: int) -> None:
+def checked_sync(storage_class, storage_id: int, job: Callable, *args, **kwargs) -> None:
+    """Check the storage's connection, then run ``job(storage_class, storage_id, *args)``.
+
+    The storage class and id stay the first two arguments: Label Studio's RQ failure handler reads them there.
+    """
     storage = storage_class.objects.get(id=storage_id)
     try:
         storage.validate_connection()
@@ -90,31 +94,7 @@ def _check_connection(storage_class, storage_id: int) -> None:
         storage.meta[CHECK_FAILED] = True
         storage.save(update_fields=["meta"])
         raise
-
-
-def checked_import_sync(storage_class, storage_id: int, **kwargs) -> None:
-    _check_connection(storage_class, storage_id)
-    import_sync_background(storage_class, storage_id, **kwargs)
-
-
-def checked_export_sync(storage_class, storage_id: int, **kwargs) -> None:
-    _check_connection(storage_class, storage_id)
-    export_sync_background(storage_class, storage_id, **kwargs)
-
-
-def checked_export_sync_only_new(storage_class, storage_id: int, **kwargs) -> None:
-    _check_connection(storage_class, storage_id)
-    export_sync_only_new_background(storage_class, storage_id, **kwargs)
-
-
-def import_job(check: bool) -> Callable:
-    return checked_import_sync if check else import_sync_background
-
-
-def export_job(check: bool, only_new: bool) -> Callable:
-    if only_new:
-        return checked_export_sync_only_new if check else export_sync_only_new_background
-    return checked_export_sync if check else export_sync_background
+    job(storage_class, storage_id, *args, **kwargs)
 
 
 def check_failed(storage) -> bool:

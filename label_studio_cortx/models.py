@@ -191,9 +191,9 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
 
     def sync(self, check: bool = False) -> None:
         """Queue a sync; ``check``: check the connection first, in the job (the Sync button's path)."""
-        from .background import import_job, start_sync
+        from .background import start_sync
 
-        start_sync(self, import_job(check))
+        start_sync(self, check=check)
 
     def generate_http_url(self, url: str) -> str:
         from .media import presigned_url
@@ -234,9 +234,13 @@ class CortxExportStorage(CortxStorageMixin, ExportStorage):
 
     def sync(self, save_only_new_annotations: bool = False, check: bool = False) -> None:
         """Queue a sync; ``check``: check the connection (and write access) first, in the job."""
-        from .background import export_job, start_sync
+        from io_storages.base_models import export_sync_background, export_sync_only_new_background
 
-        start_sync(self, export_job(check, save_only_new_annotations))
+        from .background import start_sync
+
+        start_sync(
+            self, export_sync_only_new_background if save_only_new_annotations else export_sync_background, check=check
+        )
 
     def save_all_annotations(self) -> None:
         if self.writes_snapshots:

@@ -98,7 +98,7 @@ def cortx_rgw_s3(ceph_rgw_s3: RealS3Endpoint) -> Iterator[CortxEndpoint]:
 
 @dataclass(frozen=True)
 class StoreTarget:
-    """One S3 server the storage suite runs against, with what it can and cannot do."""
+    """One S3 server the storage suite runs against, with what it cannot do."""
 
     id: str
     """The test id: ``moto``, ``seaweedfs``, ``rgw`` or ``cortx-rgw``."""
@@ -107,12 +107,8 @@ class StoreTarget:
     version: str
     """The version the server reports, e.g. "16.2.15"."""
     endpoint: S3Endpoint
-    presigned: bool
-    """Whether a browser could fetch a presigned URL from it (query-string authentication)."""
-    real: bool
-    """A real object store (not moto), possibly behind the CORTX-profile proxy."""
-    no_presign_reason: str = "it refuses query-string (presigned) authentication"
-    """Why ``presigned`` is false, for skip reasons."""
+    no_presign_reason: str | None = None
+    """Why a browser cannot fetch a presigned URL from it (query-string authentication); None where it can."""
 
     @property
     def name(self) -> str:
@@ -120,7 +116,7 @@ class StoreTarget:
         return f"{self.server} {self.version}".strip()
 
     def skip_unless_presigned(self, feature: str) -> None:
-        if not self.presigned:
+        if self.no_presign_reason:
             pytest.skip(f"{self.name}: {feature} cannot be tested: {self.no_presign_reason}")
 
 
@@ -141,30 +137,12 @@ def _store_target(request: pytest.FixtureRequest) -> StoreTarget:
     if request.param == "moto":
         # moto verifies signatures of Authorization headers but cannot serve presigned requests while it
         # enforces authentication (see tests/test_storage_api.py).
-        return StoreTarget(
-            "moto",
-            "moto",
-            moto.__version__,
-            request.getfixturevalue("s3_http"),
-            False,
-            False,
-            "moto cannot serve query-string (presigned) GETs while it enforces SigV4",
-        )
-    if request.param == "seaweedfs":
-        endpoint = request.getfixturevalue("seaweedfs_s3")
-        return StoreTarget("seaweedfs", "SeaweedFS", endpoint.version, endpoint, True, True)
-    if request.param == "rgw":
-        endpoint = request.getfixturevalue("ceph_rgw_s3")
-        return StoreTarget("rgw", "Ceph RGW", endpoint.version, endpoint, True, True)
+        reason = "moto cannot serve query-string (presigned) GETs while it enforces SigV4"
+        return StoreTarget("moto", "moto", moto.__version__, request.getfixturevalue("s3_http"), reason)
+    if request.param in ("seaweedfs", "rgw"):
+        endpoint = request.getfixturevalue("seaweedfs_s3" if request.param == "seaweedfs" else "ceph_rgw_s3")
+        return StoreTarget(request.param, endpoint.server, endpoint.version, endpoint)
     endpoint = request.getfixturevalue("cortx_rgw_s3")
-    version = getattr(endpoint.upstream, "version", "")
     # The CORTX profile refuses query-string auth, as cortx-s3server (v1) does.
-    return StoreTarget(
-        "cortx-rgw",
-        "CORTX profile over Ceph RGW",
-        version,
-        endpoint,
-        False,
-        True,
-        "the CORTX profile refuses query-string (presigned) authentication, as CORTX v1 does",
-    )
+    reason = "the CORTX profile refuses query-string (presigned) authentication, as CORTX v1 does"
+    return StoreTarget("cortx-rgw", "CORTX profile over Ceph RGW", endpoint.upstream.version, endpoint, reason)

@@ -11,6 +11,7 @@ The servers are session-scoped (started once, on first use); each test works in 
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -103,6 +104,19 @@ def test_read_only_key_passes_source_check_and_fails_write_check(api, project, s
     assert keys(s3, bucket) == ["images/a.jpg"]
     assert not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
 
+    # The Sync button of a target whose key has since lost write access: the check in the sync job refuses it,
+    # and the request answers 400 with the same message.
+    from label_studio_cortx.models import CortxExportStorage
+
+    target = CortxExportStorage.objects.get(pk=create_target(api, s3, bucket, project, prefix="annotations")["id"])
+    target.aws_access_key_id, target.aws_secret_access_key = key_id, secret
+    target.save()
+    response = api.post(f"/api/storages/export/cortx/{target.id}/sync")
+    assert response.status_code == 400, response.content
+    assert f"can read bucket '{bucket}' but may not write under prefix 'annotations/'" in error_text(response)
+    assert secret not in error_text(response)
+    assert keys(s3, bucket) == ["images/a.jpg"]
+
 
 def test_create_hides_secrets(api, project, s3):
     bucket = new_bucket(s3)
@@ -158,8 +172,6 @@ def test_sync_pages_through_more_than_one_listing_page(api, project, s3):
 
 @pytest.mark.compat("tasks-mode sync")
 def test_sync_tasks_mode_and_reconcile(api, project, s3):
-    import json
-
     bucket = new_bucket(s3)
     put(s3, bucket, "tasks/one.json", json.dumps({"data": {"image": "s3://b/1.jpg"}}))
     put(s3, bucket, "tasks/list.json", '[{"image": "s3://b/x.jpg"}, {"image": "s3://b/y.jpg"}]')
@@ -179,6 +191,36 @@ def test_sync_tasks_mode_and_reconcile(api, project, s3):
     assert result["meta"]["tasks_removed"] == 2 and result["meta"]["tasks_updated"] == 1, result["meta"]
     images = sorted(project.tasks.values_list("data__image", flat=True))
     assert images == ["s3://b/1-v2.jpg", "s3://b/2.jpg", "s3://b/3.jpg"]
+
+
+@pytest.mark.compat("tasks-mode sync")
+def test_a_jsonl_file_keeps_its_good_lines_and_a_fixed_file_adds_only_the_missing_rows(api, project, s3):
+    bucket = new_bucket(s3)
+    lines = [json.dumps({"image": f"s3://{bucket}/{i}.jpg"}) for i in range(5)]
+    broken = lines[:2] + ["{not json"] + lines[3:4] + ["[1, 2]"]
+    put(s3, bucket, "tasks/batch.jsonl", "\n".join(broken) + "\n")
+    put(s3, bucket, "tasks/good.jsonl", lines[0] + "\n")
+    storage = create_source(api, s3, bucket, project, prefix="tasks", use_blob_urls=False)
+
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed_with_errors"
+    assert project.tasks.count() == 4  # three good lines of batch.jsonl, one of good.jsonl
+    errors = result["traceback"]
+    assert "tasks/batch.jsonl: line 3 is not valid JSON" in errors
+    assert "tasks/batch.jsonl: line 5 is not a JSON object" in errors
+
+    # Unchanged: nothing new, the bad lines are still reported.
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed_with_errors" and project.tasks.count() == 4
+    assert "line 3" in result["traceback"]
+
+    # Fixed: only the two missing rows are added, and the sync is clean.
+    put(s3, bucket, "tasks/batch.jsonl", "\n".join(lines) + "\n")
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed", result
+    images = sorted(task.data["image"] for task in project.tasks.all())
+    assert images == sorted([f"s3://{bucket}/{i}.jpg" for i in range(5)] + [f"s3://{bucket}/0.jpg"])
+    assert sync(api, storage["id"])["status"] == "completed" and project.tasks.count() == 6
 
 
 # --- media ---------------------------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Through Label Studio's REST API (Django test client) against real moto servers and a real loopback listener:
 endpoints two parsers read differently are refused and never connected to; every socket stays on the
 storage's endpoint; error texts never echo a foreign reply; filters run in linear time; storage ids in a
-body are resolved with permission; every key streams; JSONL files keep their good lines. The same
-guarantees through a running Label Studio server (subprocess, fault-injecting proxy) are in
-tests/test_shared_server.py.
+body are resolved with permission; every key streams. JSONL files that keep their good lines are tested on
+every store in tests/test_real_stores.py. The same guarantees through a running Label Studio server
+(subprocess, fault-injecting proxy) are in tests/test_shared_server.py.
 """
 
 from __future__ import annotations
@@ -294,36 +294,6 @@ def test_every_key_presigns_to_its_own_object(api, project, cortx_s3, trust):
         assert response.status_code in (302, 303), response.status_code
         location = urlsplit(response["Location"])
         assert unquote(location.path) == f"/{bucket}/" + _uri(task).split("/", 3)[3]
-
-
-def test_a_jsonl_file_keeps_its_good_lines_and_a_fixed_file_adds_only_the_missing_rows(api, project, cortx_s3, trust):
-    trust(cortx_s3)
-    bucket = new_bucket(cortx_s3)
-    lines = [json.dumps({"image": f"s3://{bucket}/{i}.jpg"}) for i in range(5)]
-    broken = lines[:2] + ["{not json"] + lines[3:4] + ["[1, 2]"]
-    put(cortx_s3, bucket, "tasks/batch.jsonl", "\n".join(broken) + "\n")
-    put(cortx_s3, bucket, "tasks/good.jsonl", lines[0] + "\n")
-    storage = create_source(api, cortx_s3, bucket, project, prefix="tasks", use_blob_urls=False)
-
-    result = sync(api, storage["id"])
-    assert result["status"] == "completed_with_errors"
-    assert project.tasks.count() == 4  # three good lines of batch.jsonl, one of good.jsonl
-    errors = result["traceback"]
-    assert "tasks/batch.jsonl: line 3 is not valid JSON" in errors
-    assert "tasks/batch.jsonl: line 5 is not a JSON object" in errors
-
-    # Unchanged: nothing new, the bad lines are still reported.
-    result = sync(api, storage["id"])
-    assert result["status"] == "completed_with_errors" and project.tasks.count() == 4
-    assert "line 3" in result["traceback"]
-
-    # Fixed: only the two missing rows are added, and the sync is clean.
-    put(cortx_s3, bucket, "tasks/batch.jsonl", "\n".join(lines) + "\n")
-    result = sync(api, storage["id"])
-    assert result["status"] == "completed", result
-    images = sorted(task.data["image"] for task in project.tasks.all())
-    assert images == sorted([f"s3://{bucket}/{i}.jpg" for i in range(5)] + [f"s3://{bucket}/0.jpg"])
-    assert sync(api, storage["id"])["status"] == "completed" and project.tasks.count() == 6
 
 
 def test_a_jsonl_file_with_no_good_line_is_reported_whole(api, project, cortx_s3, trust):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import requests
 
 from label_studio_cortx.testing.fault_proxy import UNTRUSTED_BODY, start_fault_proxy, start_listener
 from label_studio_cortx.testing.ls_server import start_label_studio
@@ -35,6 +36,14 @@ SAVE_BOUND = 15.0
 def store(s3_http):
     with start_fault_proxy(s3_http.host, s3_http.port) as proxy:
         yield s3_http, proxy
+
+
+@pytest.fixture(autouse=True)
+def _proxy_passes(store):
+    """Each test starts, and leaves the proxy, forwarding."""
+    store[1].mode = "pass"
+    yield
+    store[1].mode = "pass"
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +69,34 @@ def _timed(call, *args, **kwargs):
     return response, time.monotonic() - started
 
 
+def _project(api, title: str) -> dict:
+    return api.post("/api/projects", json={"title": title, "label_config": LABEL_CONFIG}).json()
+
+
+def _health(server) -> float:
+    """Seconds /health/ took to answer (it must answer 200)."""
+    response, took = _timed(requests.get, f"{server.url}/health/", timeout=10)
+    assert response.status_code == 200
+    return took
+
+
+def _until_done(api, path: str, between=lambda: time.sleep(1), seconds: float = 120) -> dict:
+    """GET the storage at ``path`` until its sync is neither queued nor in progress; calls ``between()`` meanwhile."""
+    deadline = time.monotonic() + seconds
+    result = api.get(path).json()
+    while result["status"] in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, result
+        between()
+        result = api.get(path).json()
+    return result
+
+
 def test_a_hung_store_never_holds_a_save_or_a_snapshot_and_nothing_is_lost(store, data_dir):
     s3, proxy = store
     bucket = new_bucket(s3)
-    proxy.mode = "pass"
-    server = _start(data_dir, proxy)
-    try:
+    with _start(data_dir, proxy) as server:
         api = server.api()
-        project = api.post("/api/projects", json={"title": "Hung store", "label_config": LABEL_CONFIG}).json()
+        project = _project(api, "Hung store")
         task = api.post(f"/api/projects/{project['id']}/import", json=[{"text": "one"}, {"text": "two"}])
         tasks = api.get(f"/api/tasks?project={project['id']}&resolve_uri=false").json()["tasks"]
         assert task.status_code == 201 and len(tasks) == 2
@@ -100,119 +129,85 @@ def test_a_hung_store_never_holds_a_save_or_a_snapshot_and_nothing_is_lost(store
         assert snapshot.status_code == 202 and took < SAVE_BOUND
         assert snapshot.json()["status"] in ("queued", "in_progress", "failed")
         assert server.running()
-    finally:
-        server.stop()
 
     # Restart between the save and its export: the target's next sync writes what never reached the store.
     proxy.mode = "pass"
-    server = _start(data_dir, proxy)
-    try:
+    with _start(data_dir, proxy) as server:
         api = server.api()
-        deadline = time.monotonic() + 120
         # The snapshot job died with the old process; the next sync releases its status and runs.
-        result = api.post(f"/api/storages/export/cortx/{target['id']}/sync").json()
-        while result["status"] in ("queued", "in_progress"):
-            assert time.monotonic() < deadline
-            time.sleep(1)
-            result = api.get(f"/api/storages/export/cortx/{target['id']}").json()
+        api.post(f"/api/storages/export/cortx/{target['id']}/sync")
+        result = _until_done(api, f"/api/storages/export/cortx/{target['id']}")
         assert result["status"] == "completed", result
         assert f"ann/{annotation_id}" in keys(s3, bucket, "ann/")
-    finally:
-        server.stop()
-
-
-def _health_while(server, busy, seconds: float = 30.0) -> float:
-    """Poll /health/ while ``busy()`` is true (at most ``seconds``); the slowest answer, in seconds."""
-    import requests
-
-    slowest, deadline = 0.0, time.monotonic() + seconds
-    while busy() and time.monotonic() < deadline:
-        started = time.monotonic()
-        assert requests.get(f"{server.url}/health/", timeout=10).status_code == 200
-        slowest = max(slowest, time.monotonic() - started)
-        time.sleep(0.2)
-    return slowest
 
 
 def test_hostile_endpoints_filters_and_a_hung_store_through_a_running_server(store, data_dir):
     s3, proxy = store
     bucket = new_bucket(s3)
-    proxy.mode = "pass"
-    server = _start(data_dir, proxy)
-    try:
-        with start_listener() as untrusted:
-            api = server.api()
-            project = api.post("/api/projects", json={"title": "Hostile", "label_config": LABEL_CONFIG}).json()
-            base = {
-                "project": project["id"],
-                "bucket": bucket,
-                "aws_access_key_id": s3.access_key,
-                "aws_secret_access_key": s3.secret_key,
-            }
+    with _start(data_dir, proxy) as server, start_listener() as untrusted:
+        api = server.api()
+        project = _project(api, "Hostile")
+        base = {
+            "project": project["id"],
+            "bucket": bucket,
+            "aws_access_key_id": s3.access_key,
+            "aws_secret_access_key": s3.secret_key,
+        }
 
-            # 1. Two parsers, two hosts: urlsplit sees the trusted proxy, urllib3 would connect to the listener.
-            bypass = f"http://127.0.0.1:{untrusted.port}\\@127.0.0.1:{proxy.port}"
-            userinfo = f"http://admin:hunter2-pass@127.0.0.1:{proxy.port}"
-            for route in ("/api/storages/cortx/validate", "/api/storages/cortx", "/api/storages/export/cortx"):
-                for endpoint, why in ((bypass, "backslash"), (userinfo, "user information")):
-                    response = api.post(route, json={**base, "s3_endpoint": endpoint}, check=False)
-                    assert response.status_code == 400, (route, response.text)
-                    assert why in response.text and "hunter2-pass" not in response.text
-                    assert UNTRUSTED_BODY not in response.text
-            assert untrusted.hits == 0, untrusted.requests
+        # 1. Two parsers, two hosts: urlsplit sees the trusted proxy, urllib3 would connect to the listener.
+        bypass = f"http://127.0.0.1:{untrusted.port}\\@127.0.0.1:{proxy.port}"
+        userinfo = f"http://admin:hunter2-pass@127.0.0.1:{proxy.port}"
+        for route in ("/api/storages/cortx/validate", "/api/storages/cortx", "/api/storages/export/cortx"):
+            for endpoint, why in ((bypass, "backslash"), (userinfo, "user information")):
+                response = api.post(route, json={**base, "s3_endpoint": endpoint}, check=False)
+                assert response.status_code == 400, (route, response.text)
+                assert why in response.text and "hunter2-pass" not in response.text
+                assert UNTRUSTED_BODY not in response.text
+        assert untrusted.hits == 0, untrusted.requests
 
-            # 2. A regex that backtracks exponentially elsewhere runs in linear time; one RE2 cannot run is
-            # refused with the construct named.
-            key = "k" * 999 + "!"
-            put(s3, bucket, key, b"x")
-            put(s3, bucket, "kkk", b"x")
-            refused = api.post(
-                "/api/storages/cortx", json={**base, "s3_endpoint": proxy.url, "regex_filter": r"(k)\1"}, check=False
-            )
-            assert refused.status_code == 400 and "backreference" in refused.text, refused.text
-            source = api.post(
-                "/api/storages/cortx",
-                json={**base, "s3_endpoint": proxy.url, "regex_filter": "(k+)+$", "use_blob_urls": True},
-            ).json()
-            started = time.monotonic()
-            result = api.post(f"/api/storages/cortx/{source['id']}/sync").json()
+        # 2. A regex that backtracks exponentially elsewhere runs in linear time; one RE2 cannot run is
+        # refused with the construct named.
+        key = "k" * 999 + "!"
+        put(s3, bucket, key, b"x")
+        put(s3, bucket, "kkk", b"x")
+        refused = api.post(
+            "/api/storages/cortx", json={**base, "s3_endpoint": proxy.url, "regex_filter": r"(k)\1"}, check=False
+        )
+        assert refused.status_code == 400 and "backreference" in refused.text, refused.text
+        source = api.post(
+            "/api/storages/cortx",
+            json={**base, "s3_endpoint": proxy.url, "regex_filter": "(k+)+$", "use_blob_urls": True},
+        ).json()
+        started, slowest = time.monotonic(), 0.0
 
-            def syncing() -> bool:
-                nonlocal result
-                result = api.get(f"/api/storages/cortx/{source['id']}").json()
-                return result["status"] in ("queued", "in_progress")
+        def check_health() -> None:
+            nonlocal slowest
+            slowest = max(slowest, _health(server))
+            time.sleep(0.2)
 
-            slowest = _health_while(server, syncing)
-            assert result["status"] == "completed", result
-            print(f"regex sync: {time.monotonic() - started:.2f} s, slowest /health/ {slowest:.2f} s")
-            assert slowest < SAVE_BOUND
-            tasks = api.get(f"/api/tasks?project={project['id']}&resolve_uri=false").json()["tasks"]
-            # Matched from the key's start, as Label Studio matches: only "kkk".
-            assert [value for t in tasks for value in t["data"].values()] == [f"s3://{bucket}/kkk"]
+        api.post(f"/api/storages/cortx/{source['id']}/sync")
+        result = _until_done(api, f"/api/storages/cortx/{source['id']}", between=check_health, seconds=30)
+        assert result["status"] == "completed", result
+        print(f"regex sync: {time.monotonic() - started:.2f} s, slowest /health/ {slowest:.2f} s")
+        assert slowest < SAVE_BOUND
+        tasks = api.get(f"/api/tasks?project={project['id']}&resolve_uri=false").json()["tasks"]
+        # Matched from the key's start, as Label Studio matches: only "kkk".
+        assert [value for t in tasks for value in t["data"].values()] == [f"s3://{bucket}/kkk"]
 
-            # 3. A Sync click against a store that never answers is answered at once, for source and target.
-            target = api.post(
-                "/api/storages/export/cortx", json={**base, "s3_endpoint": proxy.url, "prefix": "out"}
-            ).json()
-            proxy.mode = "hang"
-            routes = (f"/api/storages/cortx/{source['id']}/sync", f"/api/storages/export/cortx/{target['id']}/sync")
-            for route in routes:
-                response, took = _timed(api.post, route, check=False)
-                print(f"{route} on a hung store: HTTP {response.status_code} in {took:.2f} s")
-                assert took < SAVE_BOUND
-                if response.status_code == 400:  # the check failed within the request's short wait
-                    assert "did not answer" in response.text or "timed out" in response.text, response.text
-                else:
-                    assert response.json()["status"] in ("queued", "in_progress", "failed"), response.text
-                assert s3.secret_key not in response.text
-            assert requests_ok(server)
-            assert untrusted.hits == 0
-    finally:
-        proxy.mode = "pass"
-        server.stop()
-
-
-def requests_ok(server) -> bool:
-    import requests
-
-    return requests.get(f"{server.url}/health/", timeout=10).status_code == 200
+        # 3. A Sync click against a store that never answers is answered at once, for source and target.
+        target = api.post("/api/storages/export/cortx", json={**base, "s3_endpoint": proxy.url, "prefix": "out"}).json()
+        proxy.mode = "hang"
+        routes = (f"/api/storages/cortx/{source['id']}/sync", f"/api/storages/export/cortx/{target['id']}/sync")
+        for route in routes:
+            response, took = _timed(api.post, route, check=False)
+            print(f"{route} on a hung store: HTTP {response.status_code} in {took:.2f} s")
+            assert took < SAVE_BOUND
+            if response.status_code == 400:  # the check failed within the request's short wait
+                assert "did not answer" in response.text or "timed out" in response.text, response.text
+            else:
+                assert response.json()["status"] in ("queued", "in_progress", "failed"), response.text
+            assert s3.secret_key not in response.text
+        _health(server)
+        assert untrusted.hits == 0
+    # Userinfo never reaches the server's log either.
+    assert "hunter2-pass" not in server.log_path.read_text(errors="replace")

@@ -171,7 +171,6 @@ def start_ceph_rgw(
         log_path=str(root / "log" / "client.rgw.a.log"),
         server="Ceph RGW",
         version=ceph_version(),
-        supports_presigned=True,
         work_dir=str(root),
     )
     endpoint._cleanups.append(cleanup)

@@ -2,9 +2,8 @@
 
 This module owns what :mod:`.seaweedfs` and :mod:`.ceph_rgw` share:
 
-- :class:`RealS3Endpoint`, an :class:`~.moto_server.S3Endpoint` that also names its server and version, says
-  whether it serves query-string (presigned) requests, and hands out a read-only key pair made by the server's
-  own user/policy machinery (:meth:`RealS3Endpoint.read_only_key`);
+- :class:`RealS3Endpoint`, an :class:`~.moto_server.S3Endpoint` that also names its server and version and hands
+  out a read-only key pair made by the server's own user/policy machinery (:meth:`RealS3Endpoint.read_only_key`);
 - :func:`spawn`: daemons in their own process group whose kernel-side parent-death signal is SIGKILL, so even a
   SIGKILLed test run does not leave ``weed`` or ``ceph-osd`` behind (their stores are throw-away, and a radosgw
   SIGTERMed together with its monitor hangs in its shutdown for good);
@@ -48,8 +47,6 @@ class RealS3Endpoint(S3Endpoint):
     server: str = "real"
     """Short server name used in test ids and skip reasons ("SeaweedFS", "Ceph RGW")."""
     version: str = ""
-    supports_presigned: bool = True
-    """Whether the server accepts query-string (presigned) authentication."""
     work_dir: str | None = None
     _read_only: Callable[[str | None], tuple[str, str]] | None = field(default=None, repr=False, compare=False)
 

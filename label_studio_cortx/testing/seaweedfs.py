@@ -140,7 +140,6 @@ def start_seaweedfs(*, startup_timeout: float = 60.0, region: str = DEFAULT_REGI
         log_path=str(log_path),
         server="SeaweedFS",
         version=weed_version(binary),
-        supports_presigned=True,
         work_dir=str(root),
         _read_only=lambda bucket: reader,
     )
