@@ -470,7 +470,7 @@ def peak_rss_mb() -> float:
 def floor_client(cfg: dict):
     import boto3
 
-    from label_studio_cortx.testing.moto_server import s3_client_config
+    from label_studio_cortx.devservers.moto_server import s3_client_config
 
     ep = cfg["endpoint"]
     return boto3.session.Session().client(
@@ -1153,7 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
     args.keep_work_dir = args.keep_work_dir or args.profile
 
     sys.path.insert(0, str(REPO))
-    from label_studio_cortx.testing.moto_server import start_moto
+    from label_studio_cortx.devservers.moto_server import start_moto
 
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]])
     plan = build_plan(args)

@@ -26,11 +26,22 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from . import background, conf, snapshots
+from . import background, conf
+from .connection.errors import StorageError
 from .models import CortxExportStorage, CortxImportStorage
 from .serializers import STORED, CortxExportStorageSerializer, CortxImportStorageSerializer
+from .target import snapshots
 
 TAGS = ["Storage: CORTX S3"]
+
+
+class StorageErrorAsBadRequest:
+    """The one place a domain error becomes an HTTP answer: a StorageError is a 400 with its message."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, StorageError):
+            exc = ValidationError(str(exc))
+        return super().handle_exception(exc)
 
 
 def resolve_storage(request, model, storage_id):
@@ -66,13 +77,13 @@ def validated_instance(request, serializer_class):
 
 
 @extend_schema(tags=TAGS, summary="List or create CORTX S3 source storages")
-class CortxImportStorageListAPI(ImportStorageListAPI):
+class CortxImportStorageListAPI(StorageErrorAsBadRequest, ImportStorageListAPI):
     queryset = CortxImportStorage.objects.all()
     serializer_class = CortxImportStorageSerializer
 
 
 @extend_schema(tags=TAGS, summary="Get, update or delete a CORTX S3 source storage")
-class CortxImportStorageDetailAPI(ImportStorageDetailAPI):
+class CortxImportStorageDetailAPI(StorageErrorAsBadRequest, ImportStorageDetailAPI):
     queryset = CortxImportStorage.objects.all()
     serializer_class = CortxImportStorageSerializer
 
@@ -97,12 +108,12 @@ class CheckedSyncMixin:
 
 
 @extend_schema(tags=TAGS, summary="Sync tasks from a CORTX S3 source storage")
-class CortxImportStorageSyncAPI(CheckedSyncMixin, ImportStorageSyncAPI):
+class CortxImportStorageSyncAPI(StorageErrorAsBadRequest, CheckedSyncMixin, ImportStorageSyncAPI):
     serializer_class = CortxImportStorageSerializer
 
 
 @extend_schema(tags=TAGS, summary="Check a CORTX S3 source storage connection")
-class CortxImportStorageValidateAPI(ImportStorageValidateAPI):
+class CortxImportStorageValidateAPI(StorageErrorAsBadRequest, ImportStorageValidateAPI):
     serializer_class = CortxImportStorageSerializer
 
     def create(self, request, *args, **kwargs):
@@ -110,7 +121,7 @@ class CortxImportStorageValidateAPI(ImportStorageValidateAPI):
         return Response()
 
 
-class CortxImportStorageListFilesAPI(ImportStorageListFilesAPI):
+class CortxImportStorageListFilesAPI(StorageErrorAsBadRequest, ImportStorageListFilesAPI):
     def __init__(self, *args, **kwargs):
         kwargs["serializer_class"] = CortxImportStorageSerializer
         super().__init__(*args, **kwargs)
@@ -156,12 +167,12 @@ class FormLayoutMixin:
         return Response(layout[self.storage_type])
 
 
-class CortxImportStorageFormLayoutAPI(FormLayoutMixin, ImportStorageFormLayoutAPI):
+class CortxImportStorageFormLayoutAPI(StorageErrorAsBadRequest, FormLayoutMixin, ImportStorageFormLayoutAPI):
     pass
 
 
 @extend_schema(tags=TAGS, summary="Check a CORTX S3 target storage connection")
-class CortxExportStorageValidateAPI(ExportStorageValidateAPI):
+class CortxExportStorageValidateAPI(StorageErrorAsBadRequest, ExportStorageValidateAPI):
     serializer_class = CortxExportStorageSerializer
 
     def create(self, request, *args, **kwargs):
@@ -170,23 +181,23 @@ class CortxExportStorageValidateAPI(ExportStorageValidateAPI):
 
 
 @extend_schema(tags=TAGS, summary="List or create CORTX S3 target storages")
-class CortxExportStorageListAPI(ExportStorageListAPI):
+class CortxExportStorageListAPI(StorageErrorAsBadRequest, ExportStorageListAPI):
     queryset = CortxExportStorage.objects.all()
     serializer_class = CortxExportStorageSerializer
 
 
 @extend_schema(tags=TAGS, summary="Get, update or delete a CORTX S3 target storage")
-class CortxExportStorageDetailAPI(ExportStorageDetailAPI):
+class CortxExportStorageDetailAPI(StorageErrorAsBadRequest, ExportStorageDetailAPI):
     queryset = CortxExportStorage.objects.all()
     serializer_class = CortxExportStorageSerializer
 
 
 @extend_schema(tags=TAGS, summary="Write annotations to a CORTX S3 target storage")
-class CortxExportStorageSyncAPI(CheckedSyncMixin, ExportStorageSyncAPI):
+class CortxExportStorageSyncAPI(StorageErrorAsBadRequest, CheckedSyncMixin, ExportStorageSyncAPI):
     serializer_class = CortxExportStorageSerializer
 
 
-class CortxExportStorageFormLayoutAPI(FormLayoutMixin, ExportStorageFormLayoutAPI):
+class CortxExportStorageFormLayoutAPI(StorageErrorAsBadRequest, FormLayoutMixin, ExportStorageFormLayoutAPI):
     pass
 
 
@@ -198,7 +209,7 @@ class CortxExportStorageFormLayoutAPI(FormLayoutMixin, ExportStorageFormLayoutAP
     "Answers at once with the storage (its `status`); when the snapshot is done, the storage's `meta` names it "
     "(`snapshot`, `snapshot_manifest`).",
 )
-class CortxExportStorageSnapshotAPI(generics.GenericAPIView):
+class CortxExportStorageSnapshotAPI(StorageErrorAsBadRequest, generics.GenericAPIView):
     permission_required = ViewClassPermission(POST=all_permissions.storages_sync)
     parser_classes = (JSONParser, FormParser, MultiPartParser)
     serializer_class = CortxExportStorageSerializer

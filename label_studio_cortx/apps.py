@@ -1,5 +1,9 @@
+"""The Django app: registers the export-on-save signals and the secrets-key system check."""
+
 from django.apps import AppConfig
 from django.core import checks
+
+from .connection import secrets as secret_store
 
 
 class CortxStorageConfig(AppConfig):
@@ -10,6 +14,7 @@ class CortxStorageConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
+        # Signals import the models, which Django allows only once the app registry is ready.
         from . import signals  # noqa: F401
 
         checks.register(check_secrets_key, checks.Tags.security)
@@ -17,8 +22,6 @@ class CortxStorageConfig(AppConfig):
 
 def check_secrets_key(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Warn (never fail: the server must still start) when storage secrets are not under an admin's key."""
-    from . import secret_store
-
     try:
         secret_store.check_keys()
     except secret_store.SecretStoreError as exc:

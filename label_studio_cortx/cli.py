@@ -23,13 +23,14 @@ def activate() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else ""
+    # Imported per command: the pull needs neither Django nor Label Studio, and the demo sets Django up first.
     if command == "pull":
-        from .datasets import main_pull
+        from .pull import main_pull
 
         return main_pull(argv[1:])
     if command == "demo":
         activate()
-        from .demo import main_demo
+        from .devservers.demo import main_demo
 
         return main_demo(argv[1:])
 

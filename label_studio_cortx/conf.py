@@ -1,58 +1,97 @@
-"""Plugin settings with their defaults, read from Django settings at call time.
+"""The plugin's settings table: every CORTX setting's name, default, type and meaning, defined once.
 
-Every knob an admin can turn lives here, so the rest of the code never guesses a default. Values are
-read lazily (not at import) because tests and ``override_settings`` change them at run time.
+``settings.py`` fills the Django settings from the environment through :func:`from_env`; code reads a
+value with :func:`get` (or the typed helpers below, which add the few rules a value must obey).
+Values are read at call time, not at import, because tests and ``override_settings`` change them while
+the server runs. Imports only django.conf (the settings module loads it before Django is configured)
+and the Django-free client defaults of ``connection.config``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django.conf import settings
 
-DEFAULTS: dict[str, object] = {
-    # Comma-separated origins (scheme://host[:port]) that may resolve to private addresses.
-    "CORTX_TRUSTED_ENDPOINTS": [],
-    # Path of a PEM file trusted for every CORTX connection that brings no CA bundle of its own.
-    "CORTX_DEFAULT_CA_BUNDLE": "",
-    # Whether a storage may switch TLS verification off (always logged as a warning).
-    "CORTX_ALLOW_INSECURE_TLS": True,
-    "CORTX_CONNECT_TIMEOUT": 5.0,
-    "CORTX_READ_TIMEOUT": 60.0,
-    "CORTX_MAX_ATTEMPTS": 3,
-    "CORTX_MAX_POOL_CONNECTIONS": 32,
-    "CORTX_DEFAULT_REGION": "us-east-1",
-    # Pre-filled in the storage form for users.
-    "CORTX_DEFAULT_ENDPOINT": "",
-    "CORTX_CLIENT_CACHE_SIZE": 64,
-    # Import syncs run in a background thread when no RQ worker is configured (never in the request).
-    "CORTX_SYNC_IN_BACKGROUND": True,
-    # How long the sync request waits for the sync to finish before answering "in progress".
-    "CORTX_SYNC_WAIT_SECONDS": 5.0,
-    # Save-time exports and deletes leave the request: RQ with Redis, else this process's bounded worker.
-    "CORTX_EXPORT_IN_BACKGROUND": True,
-    # Most save-time jobs the in-process worker holds; beyond that a save is only logged, and the next
-    # target sync writes the annotation (it has no up-to-date export link).
-    "CORTX_EXPORT_QUEUE_SIZE": 10000,
-    # Concurrent GETs of task files (tasks mode).
-    "CORTX_READ_WORKERS": 8,
-    # Concurrent uploads of a target sync; stays below the client's connection pool.
-    "CORTX_EXPORT_WORKERS": 8,
-    # Snapshot files at least this large (bytes) are uploaded in parts of this size (multipart upload).
-    "CORTX_MULTIPART_THRESHOLD": 64 * 1024 * 1024,
-    # Comma-separated Fernet keys for storage secrets at rest: the first encrypts, all decrypt (rotation).
-    # Empty: a key derived from Django's SECRET_KEY (a system check warns). See secret_store.py.
-    "CORTX_SECRETS_KEY": "",
-}
+from .connection.config import DEFAULT_LIMITS, DEFAULT_REGION
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+
+
+def _list(text: str | list | tuple) -> list[str]:
+    items = text.split(",") if isinstance(text, str) else text
+    return [str(item).strip() for item in items or [] if item and str(item).strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    parse: Callable[[str], object]
+    meaning: str
+    secret: bool = False
+
+
+TABLE: tuple[Setting, ...] = (
+    # --- the connection ---------------------------------------------------------------------------------------
+    Setting("CORTX_TRUSTED_ENDPOINTS", [], _list, "Comma-separated origins (scheme://host[:port]) that may "
+            "resolve to private addresses while Label Studio's SSRF protection is on."),
+    Setting("CORTX_DEFAULT_CA_BUNDLE", "", str, "Path of a PEM file trusted for every CORTX connection that "
+            "brings no CA bundle of its own."),
+    Setting("CORTX_ALLOW_INSECURE_TLS", True, _bool, "Whether a storage may switch TLS verification off "
+            "(always logged as a warning)."),
+    Setting("CORTX_CONNECT_TIMEOUT", DEFAULT_LIMITS.connect_timeout, float, "Seconds to open a connection."),
+    Setting("CORTX_READ_TIMEOUT", DEFAULT_LIMITS.read_timeout, float, "Seconds to wait for data on a connection."),
+    Setting("CORTX_MAX_ATTEMPTS", DEFAULT_LIMITS.max_attempts, int, "Attempts per request (standard retries)."),
+    Setting("CORTX_MAX_POOL_CONNECTIONS", DEFAULT_LIMITS.max_pool_connections, int, "Connections per client: "
+            "bounds the concurrent reads and uploads of one sync."),
+    Setting("CORTX_DEFAULT_REGION", DEFAULT_REGION, str, "Signing region of storages that leave it empty."),
+    Setting("CORTX_DEFAULT_ENDPOINT", "", str, "Endpoint pre-filled in the storage form."),
+    Setting("CORTX_CLIENT_CACHE_SIZE", 64, int, "boto3 clients kept per process (one per distinct connection)."),
+    Setting("CORTX_SECRETS_KEY", "", str, "Comma-separated Fernet keys for storage secrets at rest: the first "
+            "encrypts, all decrypt (rotation). Empty: derived from SECRET_KEY (a system check warns).", True),
+    # --- the source sync ------------------------------------------------------------------------------------
+    Setting("CORTX_SYNC_IN_BACKGROUND", True, _bool, "Without RQ, run syncs in a thread of the server "
+            "(never in the request)."),
+    Setting("CORTX_SYNC_WAIT_SECONDS", 5.0, float, "How long a Sync request waits for the sync before it "
+            "answers 'in progress'."),
+    Setting("CORTX_READ_WORKERS", 8, int, "Concurrent GETs of task files (tasks mode)."),
+    # --- the target side ------------------------------------------------------------------------------------
+    Setting("CORTX_EXPORT_IN_BACKGROUND", True, _bool, "Save-time exports and deletes leave the request: RQ "
+            "with Redis, else this process's bounded worker."),
+    Setting("CORTX_EXPORT_QUEUE_SIZE", 10000, int, "Most save-time jobs the in-process worker holds; beyond "
+            "that a save is logged and the next target sync writes the annotation."),
+    Setting("CORTX_EXPORT_WORKERS", 8, int, "Concurrent uploads of a target sync (capped by the pool)."),
+    Setting("CORTX_MULTIPART_THRESHOLD", 64 * 1024 * 1024, int, "Snapshot files at least this large (bytes) "
+            "are uploaded in parts of this size."),
+    # --- workers --------------------------------------------------------------------------------------------
+    Setting("CORTX_REDIS_URL", "", str, "Redis URL: syncs and save-time exports go to Label Studio's RQ "
+            "queues, run by `rqworker low default`.", True),
+)
+
+_BY_NAME = {setting.name: setting for setting in TABLE}
+
+
+def from_env(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """Every setting's value from the environment (``CORTX_...`` variables), else its default."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for setting in TABLE:
+        raw = environ.get(setting.name)
+        values[setting.name] = setting.default if raw is None or raw == "" else setting.parse(raw)
+    return values
 
 
 def get(name: str) -> object:
-    return getattr(settings, name, DEFAULTS[name])
+    return getattr(settings, name, _BY_NAME[name].default)
 
 
 def trusted_endpoints() -> list[str]:
-    value = get("CORTX_TRUSTED_ENDPOINTS")
-    if isinstance(value, str):
-        value = value.split(",")
-    return [item.strip() for item in value or [] if item and item.strip()]
+    return _list(get("CORTX_TRUSTED_ENDPOINTS"))
 
 
 def default_ca_bundle() -> str:
@@ -80,7 +119,7 @@ def max_pool_connections() -> int:
 
 
 def default_region() -> str:
-    return str(get("CORTX_DEFAULT_REGION") or "us-east-1")
+    return str(get("CORTX_DEFAULT_REGION") or DEFAULT_REGION)
 
 
 def default_endpoint() -> str:
@@ -92,6 +131,7 @@ def client_cache_size() -> int:
 
 
 def ssrf_protection_enabled() -> bool:
+    # Label Studio's own setting, not in the table.
     return bool(getattr(settings, "SSRF_PROTECTION_ENABLED", True))
 
 
@@ -118,10 +158,7 @@ def read_workers() -> int:
 
 def secrets_keys() -> list[str]:
     """The configured Fernet keys, newest (the encrypting one) first; empty when none is set."""
-    value = get("CORTX_SECRETS_KEY")
-    if isinstance(value, str):
-        value = value.split(",")
-    return [str(item).strip() for item in value or [] if item and str(item).strip()]
+    return _list(get("CORTX_SECRETS_KEY"))
 
 
 def export_in_background() -> bool:

@@ -2,14 +2,15 @@
 
 They subclass Label Studio's *abstract* S3 bases, never the concrete S3 models: a CORTX row must
 never show up as an S3 row, be resolved by the plain AWS client, or be exported by S3's receivers.
-Listing and task reading live in ``sync.py``, writing and deleting annotations in ``export.py``;
-the models only carry configuration and delegate.
+The models carry configuration and implement Label Studio's storage interface by calling the parts:
+``connection`` (clients, checks, secrets), ``source`` (sync, media), ``target`` (export, snapshots)
+and ``background`` (where a sync runs). Those parts never import the models.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -18,17 +19,20 @@ from io_storages.base_models import (
     ExportStorageLink,
     ImportStorageLink,
     ProjectStorageMixin,
+    export_sync_background,
+    export_sync_only_new_background,
 )
 from io_storages.s3.models import S3ImportStorageBase, S3StorageMixin
 from io_storages.utils import StorageObject, storage_can_resolve_bucket_url
 
-from . import client as client_factory
-from . import secret_store
-from .errors import StorageConnectionError, describe
-from .media import split_uri
-
-# export_format of a target that writes one JSON object per annotation (Label Studio's own behaviour).
-ANNOTATION_JSON = "ANNOTATION_JSON"
+from . import background
+from .connection import client as client_factory
+from .connection import secrets as secret_store
+from .connection.check import check_connection
+from .connection.errors import StorageConnectionError, StorageError, translated
+from .source import listing, media, sync, task_files
+from .target import export, snapshots
+from .target.export import ANNOTATION_JSON
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +90,8 @@ class CortxStorageMixin(S3StorageMixin):
         )
 
     def get_client(self):
-        try:
+        with translated(self.s3_endpoint, bucket=self.bucket, what="client set-up"):
             return client_factory.get_client(self.connection_config())
-        except Exception as exc:
-            raise self.connection_error(exc) from None
 
     def get_client_and_resource(self):
         # boto3 resources are not used by this storage type: every call goes through the client.
@@ -101,17 +103,17 @@ class CortxStorageMixin(S3StorageMixin):
             self.validate_connection(client)
         return client, self.bucket
 
-    def connection_error(self, exc: BaseException) -> StorageConnectionError:
-        """A user-safe error for a failure while talking to this storage's endpoint."""
-        if isinstance(exc, StorageConnectionError):
-            return exc
-        message = describe(exc, endpoint=self.s3_endpoint or "", bucket=self.bucket, prefix=self.prefix)
-        return StorageConnectionError(message)
+    def info_set_failed(self) -> None:
+        # Label Studio keeps a DRF ValidationError's message as the failed sync's "traceback" and the whole
+        # traceback of anything else; a StorageError's message is what the user should read.
+        super().info_set_failed()
+        error = sys.exc_info()[1]
+        if isinstance(error, StorageError):
+            self.traceback = str(error)
+            self.save(update_fields=["traceback"])
 
     # --- checks -----------------------------------------------------------------------------
     def validate_connection(self, client=None) -> None:
-        from .connection_check import check_connection
-
         check_connection(self, client)
 
     @property
@@ -124,23 +126,7 @@ class CortxStorageMixin(S3StorageMixin):
 
     def get_bytes_stream(self, uri: str, range_header: str | None = None):
         """Stream an object for Label Studio's media proxy, forwarding a single Range."""
-        bucket, key = split_uri(uri)
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if range_header:
-            params["Range"] = range_header
-        try:
-            response = self.get_client().get_object(**params)
-        except Exception as exc:
-            logger.warning("CORTX storage %s: cannot stream %s: %s", self.pk, uri, self.connection_error(exc))
-            return None, None, {}
-        metadata = {
-            "ETag": response.get("ETag"),
-            "ContentLength": response.get("ContentLength"),
-            "ContentRange": response.get("ContentRange"),
-            "LastModified": response.get("LastModified"),
-            "StatusCode": response["ResponseMetadata"]["HTTPStatusCode"],
-        }
-        return response["Body"], response.get("ContentType"), metadata
+        return media.open_stream(self, uri, range_header)
 
 
 class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
@@ -167,10 +153,11 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
     class Meta:
         abstract = True
 
-    def iter_objects(self):
-        from .sync import iter_objects
+    def validate_connection(self, client=None) -> None:
+        check_connection(self, client, listing.list_params(self))
 
-        return iter_objects(self)
+    def iter_objects(self):
+        return listing.iter_objects(self)
 
     def iter_keys(self):
         for obj in self.iter_objects():
@@ -180,34 +167,24 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
         return {"key": obj["Key"], "last_modified": obj.get("LastModified"), "size": obj.get("Size")}
 
     def get_data(self, key: str) -> list[StorageObject]:
-        from .sync import read_task_data
-
-        return read_task_data(self, key)
+        return task_files.read_task_data(self, key)
 
     def scan_and_create_links(self):
-        from .sync import scan_and_create_links
-
-        return scan_and_create_links(self, CortxImportStorageLink)
+        return sync.scan_and_create_links(self, self.links.model)
 
     def sync(self, check: bool = False) -> None:
         """Queue a sync; ``check``: check the connection first, in the job (the Sync button's path)."""
-        from .background import start_sync
-
-        start_sync(self, check=check)
+        background.start_sync(self, check=check)
 
     def generate_http_url(self, url: str) -> str:
-        from .media import presigned_url
-
-        return presigned_url(self, url)
+        return media.presigned_url(self, url)
 
     def can_resolve_url(self, url: str | None) -> bool:
         return storage_can_resolve_bucket_url(self, url)
 
     def get_blob_metadata(self, key: str) -> dict:
-        try:
+        with translated(self.s3_endpoint, bucket=self.bucket, what="object metadata"):
             response = self.get_client().head_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            raise self.connection_error(exc) from None
         response.pop("ResponseMetadata", None)
         return response
 
@@ -234,19 +211,13 @@ class CortxExportStorage(CortxStorageMixin, ExportStorage):
 
     def sync(self, save_only_new_annotations: bool = False, check: bool = False) -> None:
         """Queue a sync; ``check``: check the connection (and write access) first, in the job."""
-        from io_storages.base_models import export_sync_background, export_sync_only_new_background
-
-        from .background import start_sync
-
-        start_sync(
+        background.start_sync(
             self, export_sync_only_new_background if save_only_new_annotations else export_sync_background, check=check
         )
 
     def save_all_annotations(self) -> None:
         if self.writes_snapshots:
-            from .snapshots import sync_snapshot
-
-            sync_snapshot(self)
+            snapshots.sync_snapshot(self)
         else:
             super().save_all_annotations()
 
@@ -258,19 +229,13 @@ class CortxExportStorage(CortxStorageMixin, ExportStorage):
             super().save_only_new_annotations()
 
     def save_annotations(self, annotations) -> None:
-        from .export import save_annotations
-
-        save_annotations(self, annotations)
+        export.save_annotations(self, annotations)
 
     def save_annotation(self, annotation) -> None:
-        from .export import save_annotation
-
-        save_annotation(self, annotation)
+        export.save_annotation(self, annotation)
 
     def delete_annotation(self, annotation) -> None:
-        from .export import delete_annotation
-
-        delete_annotation(self, annotation)
+        export.delete_annotation(self, annotation)
 
 
 class CortxImportStorageLink(ImportStorageLink):

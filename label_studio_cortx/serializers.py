@@ -11,9 +11,12 @@ from projects.models import Project
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from . import ca_bundle, conf, endpoints, patterns
-from .errors import StorageConnectionError
+from . import conf
+from .connection import ca_bundle, endpoints
+from .connection.errors import StorageError
 from .models import CortxExportStorage, CortxImportStorage
+from .source import patterns
+from .target.snapshots import check_format
 
 STORAGE_TYPE = "cortx"
 # Serializer context key: the saved storage a request names by id, resolved by the view with permission checked.
@@ -103,7 +106,7 @@ class CortxStorageSerializerMixin:
         storage = self.storage_with(data)
         try:
             storage.validate_connection()
-        except StorageConnectionError as exc:
+        except StorageError as exc:
             raise ValidationError(str(exc)) from None
         return data
 
@@ -151,9 +154,10 @@ class CortxExportStorageSerializer(CortxStorageSerializerMixin, ExportStorageSer
     type = serializers.ReadOnlyField(default=STORAGE_TYPE)
 
     def validate_export_format(self, value: str) -> str:
-        from .snapshots import check_format
-
-        return check_format(self._project(), value)
+        try:
+            return check_format(self._project(), value)
+        except StorageError as exc:
+            raise ValidationError(str(exc)) from None
 
     def _project(self):
         """The project the storage belongs to: sent with the data, or the stored storage's."""

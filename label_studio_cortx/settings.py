@@ -28,7 +28,7 @@ try:
         RQ_QUEUES,
         TEMPLATES,
     )
-    from label_studio.core.utils.params import get_bool_env, get_env  # noqa: E402
+    from label_studio.core.utils.params import get_env  # noqa: E402
 finally:
     if _own_module is None:
         del os.environ["DJANGO_SETTINGS_MODULE"]
@@ -51,33 +51,20 @@ FRONTEND_SENTRY_ENVIRONMENT = get_env("FRONTEND_SENTRY_ENVIRONMENT", "opensource
 # package's resources so that wheel and editable installs both work.
 TEMPLATES[0]["DIRS"] = [*TEMPLATES[0]["DIRS"], str(resources.files("label_studio_cortx.templates"))]
 
-# --- CORTX S3 settings (defaults and meaning: label_studio_cortx/conf.py, README "Admin guide") ---
-CORTX_TRUSTED_ENDPOINTS = [e.strip() for e in get_env("CORTX_TRUSTED_ENDPOINTS", "").split(",") if e.strip()]
-CORTX_DEFAULT_CA_BUNDLE = get_env("CORTX_DEFAULT_CA_BUNDLE", "")
-CORTX_ALLOW_INSECURE_TLS = get_bool_env("CORTX_ALLOW_INSECURE_TLS", True)
-CORTX_CONNECT_TIMEOUT = float(get_env("CORTX_CONNECT_TIMEOUT", 5))
-CORTX_READ_TIMEOUT = float(get_env("CORTX_READ_TIMEOUT", 60))
-CORTX_MAX_ATTEMPTS = int(get_env("CORTX_MAX_ATTEMPTS", 3))
-CORTX_DEFAULT_REGION = get_env("CORTX_DEFAULT_REGION", "us-east-1")
-CORTX_DEFAULT_ENDPOINT = get_env("CORTX_DEFAULT_ENDPOINT", "")
-CORTX_SYNC_IN_BACKGROUND = get_bool_env("CORTX_SYNC_IN_BACKGROUND", True)
-CORTX_SYNC_WAIT_SECONDS = float(get_env("CORTX_SYNC_WAIT_SECONDS", 5))
-CORTX_EXPORT_IN_BACKGROUND = get_bool_env("CORTX_EXPORT_IN_BACKGROUND", True)
-CORTX_EXPORT_QUEUE_SIZE = int(get_env("CORTX_EXPORT_QUEUE_SIZE", 10000))
-CORTX_READ_WORKERS = int(get_env("CORTX_READ_WORKERS", 8))
-CORTX_EXPORT_WORKERS = int(get_env("CORTX_EXPORT_WORKERS", 8))
-CORTX_MULTIPART_THRESHOLD = int(get_env("CORTX_MULTIPART_THRESHOLD", 64 * 1024 * 1024))
-# Secret: comma-separated Fernet keys, kept as the raw string (conf.secrets_keys() splits it).
-CORTX_SECRETS_KEY = get_env("CORTX_SECRETS_KEY", "")
+# --- CORTX S3 settings: every CORTX_* name, default and meaning is in the table of label_studio_cortx/conf.py;
+# each can be set from the environment (README "Admin guide").
+from label_studio_cortx import conf as _conf  # noqa: E402
+
+_CORTX = _conf.from_env()
+globals().update(_CORTX)
 
 # --- Redis/RQ workers ---
 # Label Studio's open-source settings hard-code REDIS_ENABLED = False. With CORTX_REDIS_URL set, syncs
 # and export-on-save jobs go to RQ queues instead; run workers with the same settings module:
 #   DJANGO_SETTINGS_MODULE=label_studio_cortx.settings python -m label_studio.manage rqworker low default
-CORTX_REDIS_URL = get_env("CORTX_REDIS_URL", "")
-if CORTX_REDIS_URL:
+if _CORTX["CORTX_REDIS_URL"]:
     REDIS_ENABLED = True
-    RQ_QUEUES = {name: {**queue, "URL": CORTX_REDIS_URL} for name, queue in RQ_QUEUES.items()}
+    RQ_QUEUES = {name: {**queue, "URL": _CORTX["CORTX_REDIS_URL"]} for name, queue in RQ_QUEUES.items()}
 
 # --- SQLite (the embedded default) ---
 # Background syncs write from a thread of the server while requests write too. Label Studio leaves

@@ -10,19 +10,19 @@ from django.dispatch import receiver
 from tasks.models import Annotation
 
 from .background import run_soon
-from .export import delete_objects, export_annotation_to_all, objects_to_delete
-from .models import ANNOTATION_JSON, CortxExportStorage
+from .models import CortxExportStorage
+from .target.export import ANNOTATION_JSON, delete_objects, export_annotation_to_all, objects_to_delete
 
 
 @receiver(post_save, sender=Annotation, dispatch_uid="label_studio_cortx.export_on_save")
 def export_annotation_to_cortx_storages(sender, instance, **kwargs) -> None:
     # Avoid a job per annotation for projects without a per-annotation CORTX target.
     if CortxExportStorage.objects.filter(project_id=instance.project_id, export_format=ANNOTATION_JSON).exists():
-        run_soon(export_annotation_to_all, instance.pk)
+        run_soon(export_annotation_to_all, CortxExportStorage, instance.pk)
 
 
 @receiver(pre_delete, sender=Annotation, dispatch_uid="label_studio_cortx.delete_on_delete")
 def delete_annotation_from_cortx_storages(sender, instance, **kwargs) -> None:
     # The object keys are computed now: once the annotation is deleted, its links (and task) are gone.
-    for storage_id, keys in objects_to_delete(instance).items():
-        run_soon(delete_objects, storage_id, keys)
+    for storage_id, keys in objects_to_delete(CortxExportStorage, instance).items():
+        run_soon(delete_objects, CortxExportStorage, storage_id, keys)

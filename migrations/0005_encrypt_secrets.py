@@ -1,4 +1,4 @@
-"""Store the credentials of every CORTX storage encrypted (label_studio_cortx/secret_store.py).
+"""Store the credentials of every CORTX storage encrypted (label_studio_cortx/connection/secrets.py).
 
 The data step runs before the fields are altered and the reverse step after they are altered back,
 so that both always see plain TextFields: the historical EncryptedTextField would otherwise
@@ -7,7 +7,7 @@ re-encrypt the plaintext the reverse step writes back.
 
 from django.db import migrations
 
-import label_studio_cortx.secret_store
+import label_studio_cortx.connection.secrets
 
 MODELS = ("cortximportstorage", "cortxexportstorage")
 FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
@@ -19,7 +19,7 @@ HELP = {
 
 
 def _convert(apps, schema_editor, convert, wanted):
-    from label_studio_cortx import secret_store
+    from label_studio_cortx.connection import secrets as secret_store
 
     db = schema_editor.connection.alias
     failed = []
@@ -45,13 +45,13 @@ def _convert(apps, schema_editor, convert, wanted):
 
 
 def encrypt_rows(apps, schema_editor):
-    from label_studio_cortx import secret_store
+    from label_studio_cortx.connection import secrets as secret_store
 
     _convert(apps, schema_editor, secret_store.encrypt, wanted=True)
 
 
 def decrypt_rows(apps, schema_editor):
-    from label_studio_cortx import secret_store
+    from label_studio_cortx.connection import secrets as secret_store
 
     _convert(apps, schema_editor, secret_store.reveal, wanted=False)
 
@@ -68,7 +68,7 @@ class Migration(migrations.Migration):
             migrations.AlterField(
                 model_name=model,
                 name=field,
-                field=label_studio_cortx.secret_store.EncryptedTextField(
+                field=label_studio_cortx.connection.secrets.EncryptedTextField(
                     blank=True, help_text=HELP[field], null=True, verbose_name=field
                 ),
             )

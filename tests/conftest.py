@@ -23,7 +23,7 @@ IMAGE_CONFIG = """
 
 @pytest.fixture(autouse=True)
 def _fresh_clients():
-    from label_studio_cortx import client
+    from label_studio_cortx.connection import client
 
     client.clear_cache()
     yield

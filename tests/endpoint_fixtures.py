@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from label_studio_cortx.testing.ceph_rgw import ceph_available, start_ceph_rgw
-from label_studio_cortx.testing.cortx_filter import CortxEndpoint, start_cortx_endpoint
-from label_studio_cortx.testing.daemons import RealS3Endpoint
-from label_studio_cortx.testing.moto_server import S3Endpoint, start_moto
-from label_studio_cortx.testing.seaweedfs import start_seaweedfs, weed_binary
+from label_studio_cortx.devservers.ceph_rgw import ceph_available, start_ceph_rgw
+from label_studio_cortx.devservers.cortx_filter import CortxEndpoint, start_cortx_endpoint
+from label_studio_cortx.devservers.daemons import RealS3Endpoint
+from label_studio_cortx.devservers.moto_server import S3Endpoint, start_moto
+from label_studio_cortx.devservers.seaweedfs import start_seaweedfs, weed_binary
 from tests import compat_check
 
 

@@ -88,7 +88,7 @@ def read_only_key(endpoint, bucket: str | None = None) -> tuple[str, str]:
 
 def write_check_only_key(endpoint, bucket: str) -> tuple[str, str]:
     """A key that passes a target's write check but may write nothing else: every upload fails."""
-    from label_studio_cortx.connection_check import WRITE_PROBE_NAME
+    from label_studio_cortx.connection.check import WRITE_PROBE_NAME
 
     return _iam_key(
         endpoint,

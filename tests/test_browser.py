@@ -1,6 +1,6 @@
 """End to end in headless Chromium: a person adds CORTX S3 storages, syncs, labels, and reads the errors.
 
-Label Studio with the plugin runs as a subprocess on a free port (``label_studio_cortx.testing.ls_server``)
+Label Studio with the plugin runs as a subprocess on a free port (``label_studio_cortx.devservers.ls_server``)
 against moto over HTTPS with a private CA; Debian's ``chromium`` is driven by Playwright (its own browser
 download is not used). The steps share one signed-in page and run in file order:
 
@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from label_studio_cortx import sample_data
-from label_studio_cortx.testing.ls_server import start_label_studio
-from label_studio_cortx.testing.moto_server import start_moto
+from label_studio_cortx.devservers import sample_data
+from label_studio_cortx.devservers.ls_server import start_label_studio
+from label_studio_cortx.devservers.moto_server import start_moto
 
 pytestmark = pytest.mark.browser
 

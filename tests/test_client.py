@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from label_studio_cortx import ca_bundle, endpoints
-from label_studio_cortx.client import ConnectionConfig, botocore_config, get_client, get_presign_client
+from label_studio_cortx.connection import ca_bundle, endpoints
+from label_studio_cortx.connection.client import ConnectionConfig, get_client, get_presign_client
+from label_studio_cortx.connection.config import botocore_config
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_botocore_config_has_cortx_defaults(settings):
     settings.CORTX_CONNECT_TIMEOUT = 3
     settings.CORTX_READ_TIMEOUT = 20
     config = ConnectionConfig.build("http://10.0.0.5:8000", access_key_id="k", secret_access_key="s")
-    boto = botocore_config(config)
+    boto = botocore_config(config.limits, path_style=config.force_path_style)
     assert boto.signature_version == "s3v4"
     assert boto.s3 == {"addressing_style": "path"}
     assert boto.request_checksum_calculation == "when_required"

@@ -1,4 +1,4 @@
-"""Pull side of annotation snapshots (label_studio_cortx.datasets) against a real S3 endpoint over HTTP.
+"""Pull side of annotation snapshots (label_studio_cortx.pull) against a real S3 endpoint over HTTP.
 
 Snapshots are produced the way the server side produces them: Label Studio's converter
 (``label_studio_sdk.converter.Converter``) runs on a small Label Studio JSON export, directory formats are zipped
@@ -28,8 +28,7 @@ from pathlib import Path
 import pytest
 
 from label_studio_cortx import __version__ as plugin_version
-from label_studio_cortx import manifest as mf
-from label_studio_cortx.datasets import (
+from label_studio_cortx.pull import (
     ChecksumMismatch,
     SnapshotError,
     list_snapshots,
@@ -44,7 +43,8 @@ from label_studio_cortx.datasets import (
     pull,
     read_manifest,
 )
-from label_studio_cortx.manifest import ManifestFile, ManifestProject, SnapshotManifest
+from label_studio_cortx.pull import manifest as mf
+from label_studio_cortx.pull.manifest import ManifestFile, ManifestProject, SnapshotManifest
 from tests.annotation_helpers import box
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -813,7 +813,7 @@ import sys
 sys.modules['django'] = None
 sys.modules['label_studio'] = None
 sys.modules['label_studio_sdk'] = None
-from label_studio_cortx.datasets import make_client, pull, load
+from label_studio_cortx.pull import make_client, pull, load
 client = make_client({s3.url!r})
 folder = pull(client, {BUCKET!r}, {prefix!r}, {str(tmp_path)!r}, progress=False)
 objects = sum(len(d['objects']) for d in load(folder))
@@ -831,12 +831,12 @@ print(folder.name, objects, loaded)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [manifest.snapshot, "3", "['django',", "'label_studio',", "'label_studio_sdk']"]
 
-    # `python -m label_studio_cortx.datasets [pull] ...` is the same CLI.
+    # `python -m label_studio_cortx.pull [pull] ...` is the same CLI.
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "label_studio_cortx.datasets",
+            "label_studio_cortx.pull",
             "pull",
             "--endpoint",
             s3.url,

@@ -22,8 +22,8 @@ import boto3
 import requests
 from botocore.config import Config
 
-from label_studio_cortx import demo, sample_data
-from label_studio_cortx.testing.ls_server import free_port, port_is_open
+from label_studio_cortx.devservers import demo, sample_data
+from label_studio_cortx.devservers.ls_server import free_port, port_is_open
 
 READY_TIMEOUT = 420  # the first run applies every migration (about a minute here, more on a busy machine)
 

@@ -26,13 +26,13 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, SSLError
 
-from label_studio_cortx.testing.cortx_filter import (
+from label_studio_cortx.devservers.cortx_filter import (
     CortxEndpoint,
     is_virtual_host,
     start_cortx_endpoint,
     start_cortx_filter,
 )
-from label_studio_cortx.testing.moto_server import (
+from label_studio_cortx.devservers.moto_server import (
     BOOTSTRAP_REQUEST_COUNT,
     S3Endpoint,
     start_moto,

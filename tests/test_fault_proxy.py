@@ -1,4 +1,4 @@
-"""The fault-injecting TCP proxy and the tripwire listener (label_studio_cortx/testing/fault_proxy.py).
+"""The fault-injecting TCP proxy and the tripwire listener (label_studio_cortx/devservers/fault_proxy.py).
 
 Real boto3 clients talk to the authenticating moto server (``s3_http``) through the proxy. Timing is only ever
 bounded from above, generously, so the tests hold on a loaded machine.
@@ -24,7 +24,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from label_studio_cortx.testing.fault_proxy import (
+from label_studio_cortx.devservers.fault_proxy import (
     GARBAGE_MARKER,
     MODES,
     UNTRUSTED_BODY,
@@ -33,7 +33,7 @@ from label_studio_cortx.testing.fault_proxy import (
     start_fault_proxy,
     start_listener,
 )
-from label_studio_cortx.testing.moto_server import S3Endpoint, unique_bucket_name
+from label_studio_cortx.devservers.moto_server import S3Endpoint, unique_bucket_name
 
 # Small timeouts and a single retry, so each injected failure surfaces within a few seconds.
 FAST = Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}, s3={"addressing_style": "path"})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from label_studio_cortx.datasets import load
+from label_studio_cortx.pull import load
 from tests.storage_helpers import annotate, error_text, keys, new_bucket, payload, put, read_json, read_only_key
 from tests.test_snapshots import annotated, latest, pull  # noqa: F401 - `annotated` is a fixture
 from tests.test_storage_api import (

@@ -1,4 +1,4 @@
-"""Storage secrets encrypted at rest (label_studio_cortx/secret_store.py), against real S3 endpoints.
+"""Storage secrets encrypted at rest (label_studio_cortx/connection/secrets.py), against real S3 endpoints.
 
 Covers the cipher itself, what the database (and a full dump of it) holds after storages are created
 through the API, syncs with decrypted credentials, key rotation, the data migration of existing
@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from label_studio_cortx import secret_store
+from label_studio_cortx.connection import secrets as secret_store
 from tests.storage_helpers import error_text, new_bucket, payload, put
 
 SECRET_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")

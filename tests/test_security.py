@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from label_studio_cortx import endpoints
-from label_studio_cortx.testing.fault_proxy import start_fault_proxy, start_listener
+from label_studio_cortx.connection import endpoints
+from label_studio_cortx.devservers.fault_proxy import start_fault_proxy, start_listener
 
 from .storage_helpers import error_text, new_bucket, payload, put
 from .test_storage_api import create_source, create_target, sync, validate
@@ -109,7 +109,7 @@ def test_every_connection_is_pinned_to_the_endpoint(cortx_s3, listener, settings
     """Defence in depth: even if a request URL named another host or port, the pool refuses the socket."""
     from botocore.exceptions import BotoCoreError
 
-    from label_studio_cortx.client import ConnectionConfig, get_client
+    from label_studio_cortx.connection.client import ConnectionConfig, get_client
 
     settings.CORTX_TRUSTED_ENDPOINTS = [cortx_s3.url]
     client = get_client(
@@ -126,7 +126,7 @@ def test_every_connection_is_pinned_to_the_endpoint(cortx_s3, listener, settings
             client.list_buckets()
     finally:
         client.meta.events.unregister("before-send.s3.ListBuckets", elsewhere)
-    from label_studio_cortx.errors import describe
+    from label_studio_cortx.connection.errors import describe
 
     assert "other than this storage's endpoint" in describe(caught.value, endpoint=cortx_s3.url)
     assert listener.hits == 0
@@ -318,7 +318,7 @@ def test_target_storage_ids_are_resolved_the_same_way(api, project, cortx_s3, tr
 
 
 def test_jsonl_lines_are_bounded_and_a_too_long_line_is_skipped_not_held():
-    from label_studio_cortx.sync import _bounded_lines
+    from label_studio_cortx.source.task_files import _bounded_lines
 
     class Body:
         def __init__(self, data: bytes) -> None:

@@ -1,6 +1,6 @@
 """The shared-server guarantees through a running Label Studio (subprocess, its own SQLite, no Redis).
 
-A fault-injecting TCP proxy of the project's own (label_studio_cortx/testing/fault_proxy.py) sits between
+A fault-injecting TCP proxy of the project's own (label_studio_cortx/devservers/fault_proxy.py) sits between
 Label Studio and a real moto server: a store that accepts connections and never answers must not hold an
 annotator's save, a snapshot request or a Sync click, and nothing is lost: the target's next sync writes what
 the hung store never received, also after a restart of the server between save and export. An extra loopback
@@ -15,8 +15,8 @@ import time
 import pytest
 import requests
 
-from label_studio_cortx.testing.fault_proxy import UNTRUSTED_BODY, start_fault_proxy, start_listener
-from label_studio_cortx.testing.ls_server import start_label_studio
+from label_studio_cortx.devservers.fault_proxy import UNTRUSTED_BODY, start_fault_proxy, start_listener
+from label_studio_cortx.devservers.ls_server import start_label_studio
 
 from .storage_helpers import keys, new_bucket, put
 

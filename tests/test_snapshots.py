@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from label_studio_cortx.datasets import load_coco, load_csv, load_json, load_voc, load_yolo, main_pull
+from label_studio_cortx.pull import load_coco, load_csv, load_json, load_voc, load_yolo, main_pull
 from tests.annotation_helpers import box
 from tests.storage_helpers import (
     error_text,

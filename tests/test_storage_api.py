@@ -181,7 +181,7 @@ def test_patch_updates_and_keeps_secrets(api, project, cortx_s3, trust):
     from label_studio_cortx.models import CortxImportStorage
 
     stored = CortxImportStorage.objects.get(pk=created["id"])
-    from label_studio_cortx import secret_store
+    from label_studio_cortx.connection import secrets as secret_store
 
     # Stored encrypted at rest (tests/test_secrets.py); the kept secret is the one given at creation.
     assert stored.title == "Renamed" and secret_store.reveal(stored.aws_secret_access_key) == cortx_s3.secret_key
@@ -710,8 +710,8 @@ def test_target_sync_records_each_batch_of_links_in_one_query(project, cortx_s3,
     from django.utils import timezone
     from tasks.models import Annotation, Task
 
-    from label_studio_cortx.export import EXPORT_BATCH_SIZE
     from label_studio_cortx.models import CortxExportStorage, CortxExportStorageLink
+    from label_studio_cortx.target.export import EXPORT_BATCH_SIZE
 
     trust(cortx_s3)
     bucket = new_bucket(cortx_s3)
@@ -747,8 +747,8 @@ def test_target_sync_records_each_batch_of_links_in_one_query(project, cortx_s3,
 def test_batch_serialization_writes_what_label_studio_writes(project, cortx_s3, trust):
     from tasks.models import Annotation
 
-    from label_studio_cortx.export import serialize_batch
     from label_studio_cortx.models import CortxExportStorage
+    from label_studio_cortx.target.export import serialize_batch
 
     trust(cortx_s3)
     bucket = new_bucket(cortx_s3)

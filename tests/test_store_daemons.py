@@ -19,19 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from label_studio_cortx.testing import daemons as daemons_module
-from label_studio_cortx.testing.ceph_rgw import ceph_available
-from label_studio_cortx.testing.daemons import remove_work_dir
-from label_studio_cortx.testing.seaweedfs import weed_binary
+from label_studio_cortx.devservers import daemons as daemons_module
+from label_studio_cortx.devservers.ceph_rgw import ceph_available
+from label_studio_cortx.devservers.daemons import remove_work_dir
+from label_studio_cortx.devservers.seaweedfs import weed_binary
 
 from .endpoint_fixtures import _require
 
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from label_studio_cortx.testing.ceph_rgw import start_ceph_rgw
-    from label_studio_cortx.testing.moto_server import start_moto
-    from label_studio_cortx.testing.seaweedfs import start_seaweedfs
+    from label_studio_cortx.devservers.ceph_rgw import start_ceph_rgw
+    from label_studio_cortx.devservers.moto_server import start_moto
+    from label_studio_cortx.devservers.seaweedfs import start_seaweedfs
 
     start = {"seaweedfs": start_seaweedfs, "ceph": start_ceph_rgw, "moto": start_moto}[sys.argv[1]]
     with start() as endpoint:

@@ -121,7 +121,7 @@ def test_listing_falls_back_to_v1_when_v2_is_not_implemented():
     """In-process check of the fallback path (no server here implements only V1)."""
     from botocore.exceptions import ClientError
 
-    from label_studio_cortx.sync import iter_pages
+    from label_studio_cortx.source.listing import iter_pages
 
     class Paginator:
         def __init__(self, name):

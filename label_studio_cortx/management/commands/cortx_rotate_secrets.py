@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from label_studio_cortx import secret_store
+from label_studio_cortx.connection import secrets as secret_store
 from label_studio_cortx.models import CortxExportStorage, CortxImportStorage
 
 FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from label_studio_cortx.manifest import snapshot_folder
 from label_studio_cortx.models import ANNOTATION_JSON, CortxExportStorage
-from label_studio_cortx.snapshots import run_snapshot
+from label_studio_cortx.pull.manifest import snapshot_folder
+from label_studio_cortx.target.snapshots import run_snapshot
 
 
 class Command(BaseCommand):

@@ -1,4 +1,8 @@
-"""Writing annotations to a target bucket: one JSON object per annotation, as Label Studio's S3 target."""
+"""Writing annotations to a target bucket: one JSON object per annotation, as Label Studio's S3 target.
+
+Save-time export and delete (jobs queued by the Django layer's signals) and the target sync of such a
+target. Jobs get the storage class from their caller: the target side never imports the models.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +16,18 @@ from core.utils.common import load_func
 from django.conf import settings
 from tasks.models import Annotation
 
-from . import conf
+from .. import conf
+from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, describe, translated
 
 logger = logging.getLogger(__name__)
 
+# export_format of a target that writes one JSON object per annotation (Label Studio's own behaviour).
+ANNOTATION_JSON = "ANNOTATION_JSON"
 EXPORT_BATCH_SIZE = 200
-MAX_REPORTED_ERRORS = 20
 
 
 def object_key(storage, annotation) -> str:
-    from .models import CortxExportStorageLink
-
-    key = CortxExportStorageLink.get_key(annotation)
+    key = storage.links.model.get_key(annotation)
     # Label Studio's S3 target writes "annotations//1" for a prefix typed as "annotations/".
     prefix = (storage.prefix or "").rstrip("/")
     return f"{prefix}/{key}" if prefix else key
@@ -52,62 +56,50 @@ def put_json(client, storage, key: str, body: bytes) -> None:
 
 
 def save_annotation(storage, annotation) -> None:
-    from .models import CortxExportStorageLink
-
     (body,) = serialize_batch(storage, [annotation])
-    try:
+    with translated(storage.s3_endpoint, bucket=storage.bucket, what="annotation upload"):
         put_json(storage.get_client(), storage, object_key(storage, annotation), body)
-    except Exception as exc:
-        raise storage.connection_error(exc) from None
-    CortxExportStorageLink.create(annotation, storage)
+    storage.links.model.create(annotation, storage)
 
 
 def delete_annotation(storage, annotation) -> None:
-    from .models import CortxExportStorageLink
-
     delete_key(storage, object_key(storage, annotation))
-    CortxExportStorageLink.objects.filter(storage=storage, annotation=annotation).delete()
+    storage.links.filter(annotation=annotation).delete()
 
 
 def delete_key(storage, key: str) -> None:
-    try:
+    with translated(storage.s3_endpoint, bucket=storage.bucket, what="annotation delete"):
         # One key at a time: batch DeleteObjects needs Content-MD5, which CORTX demands and botocore dropped.
         storage.get_client().delete_object(Bucket=storage.bucket, Key=key)
-    except Exception as exc:
-        raise storage.connection_error(exc) from None
 
 
-def export_annotation_to_all(annotation_id: int) -> None:
+def export_annotation_to_all(storage_class, annotation_id: int) -> None:
     """Job run after an annotation is saved: write it to every CORTX target of its project.
 
     A store that is down must never fail the annotator's save: the failure is logged and the next
     manual sync of the target writes whatever is missing.
     """
-    from .models import ANNOTATION_JSON, CortxExportStorage
-
     annotation = Annotation.objects.filter(pk=annotation_id).select_related("task", "project").first()
     if annotation is None:
         return
     # Snapshot targets are written by a sync only: a per-annotation object would not belong to any snapshot.
-    targets = CortxExportStorage.objects.filter(project_id=annotation.project_id, export_format=ANNOTATION_JSON)
+    targets = storage_class.objects.filter(project_id=annotation.project_id, export_format=ANNOTATION_JSON)
     for storage in targets:
         try:
             storage.save_annotation(annotation)
-        except Exception as exc:
+        except StorageError as exc:
             logger.warning(
                 "CORTX target storage %s could not write annotation %s (its next sync writes it): %s",
                 storage.pk,
                 annotation_id,
-                storage.connection_error(exc),
+                exc,
             )
 
 
-def objects_to_delete(annotation) -> dict[int, list[str]]:
+def objects_to_delete(storage_class, annotation) -> dict[int, list[str]]:
     """{target storage id: [object keys]} to delete when ``annotation`` is deleted (read before it is gone)."""
-    from .models import ANNOTATION_JSON, CortxExportStorageLink
-
     # A target switched to snapshots keeps its old links; its bucket now holds snapshots, which are never edited.
-    links = CortxExportStorageLink.objects.filter(
+    links = storage_class.links.field.model.objects.filter(
         annotation=annotation, storage__export_format=ANNOTATION_JSON, storage__can_delete_objects=True
     ).select_related("storage")
     found: dict[int, list[str]] = {}
@@ -116,17 +108,15 @@ def objects_to_delete(annotation) -> dict[int, list[str]]:
     return found
 
 
-def delete_objects(storage_id: int, keys: list[str]) -> None:
+def delete_objects(storage_class, storage_id: int, keys: list[str]) -> None:
     """Job run after an annotation was deleted: remove its objects from one target, one key at a time."""
-    from .models import CortxExportStorage
-
-    storage = CortxExportStorage.objects.filter(pk=storage_id).first()
+    storage = storage_class.objects.filter(pk=storage_id).first()
     if storage is None:
         return
     for key in keys:
         try:
             delete_key(storage, key)
-        except Exception as exc:
+        except StorageError as exc:
             logger.warning(
                 "CORTX target storage %s could not delete object %s of a deleted annotation: %s", storage_id, key, exc
             )
@@ -138,15 +128,13 @@ def save_annotations(storage, annotations) -> None:
     Serialization (database work) stays on this thread; only the uploads run in the pool, and
     every failed upload is reported in the storage status instead of being dropped.
     """
-
-    from .models import CortxExportStorageLink
-
+    link_class = storage.links.model
     storage.info_set_in_progress()
     storage.cached_user = storage.project.organization.created_by
     total = annotations.count()
     client = storage.get_client()
     exported = 0
-    errors: list[str] = []
+    errors = CappedMessages(MAX_REPORTED_ERRORS, "more failed uploads")
 
     def record(futures: dict) -> None:
         """Collect one batch's uploads, then link what was written in one upsert (new links, or updated_at)."""
@@ -158,9 +146,10 @@ def save_annotations(storage, annotations) -> None:
                 future.result()
                 written.append(annotation.pk)
             except Exception as exc:
-                errors.append(f"Annotation {annotation.pk}: {storage.connection_error(exc)}")
-        CortxExportStorageLink.objects.bulk_create(
-            [CortxExportStorageLink(storage=storage, annotation_id=pk) for pk in written],
+                message = describe(exc, endpoint=storage.s3_endpoint or "", bucket=storage.bucket)
+                errors.add(f"Annotation {annotation.pk}: {message}")
+        link_class.objects.bulk_create(
+            [link_class(storage=storage, annotation_id=pk) for pk in written],
             update_conflicts=True,
             unique_fields=["annotation", "storage"],
             update_fields=["updated_at"],
@@ -185,12 +174,9 @@ def save_annotations(storage, annotations) -> None:
         if pending is not None:
             record(pending)
 
-    if errors:
-        shown = errors[:MAX_REPORTED_ERRORS]
-        if len(errors) > len(shown):
-            shown.append(f"... and {len(errors) - len(shown)} more failed uploads")
+    if errors.count:
         storage.info_set_completed_with_errors(
-            last_sync_count=exported, validation_errors=shown, total_annotations=total
+            last_sync_count=exported, validation_errors=errors.report(), total_annotations=total
         )
     else:
         storage.info_set_completed(last_sync_count=exported, total_annotations=total)

@@ -11,6 +11,10 @@ import logging
 
 from django.db import transaction
 from django.db.models import Q
+from tasks.models import Task
+
+from .task_files import TaskFileError, read_task_data, split_task
+from .tasks import create_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +37,6 @@ def mark_seen(storage, link_class, entries: list[dict], started, progress) -> No
 
 
 def _update_changed_file(storage, link_class, key: str, progress, started) -> None:
-    from tasks.models import Task
-
-    from .sync import TaskFileError, create_tasks, read_task_data
-
     try:
         objects = read_task_data(storage, key)
     except TaskFileError as exc:
@@ -53,10 +53,10 @@ def _update_changed_file(storage, link_class, key: str, progress, started) -> No
             if task.total_annotations and not storage.sync_touch_annotated:
                 skipped += 1
                 continue
-            data = obj.task_data["data"] if isinstance(obj.task_data.get("data"), dict) else obj.task_data
-            if task.data != data:
-                task.data = data
-                Task.objects.filter(pk=task.pk).update(data=data)
+            data, meta, _ = split_task(obj.task_data)
+            if task.data != data or (meta and task.meta != meta):
+                changes = {"data": data, **({"meta": meta} if meta else {})}
+                Task.objects.filter(pk=task.pk).update(**changes)
                 updated += 1
     created = create_tasks(storage, link_class, list(by_row.values()), progress, seen=started)
     progress.created += len(created)
@@ -67,8 +67,6 @@ def _update_changed_file(storage, link_class, key: str, progress, started) -> No
 
 def remove_missing(storage, link_class, started, progress) -> None:
     """After a full listing: delete tasks whose objects are gone (or only mark annotated ones)."""
-    from tasks.models import Task
-
     missing = link_class.objects.filter(storage=storage).filter(Q(seen_at__lt=started) | Q(seen_at__isnull=True))
     if storage.sync_touch_annotated:
         removable, kept = missing, link_class.objects.none()

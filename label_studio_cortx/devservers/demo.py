@@ -196,7 +196,7 @@ def start_endpoint(https: bool):
         raise DemoError(
             "The demo needs moto's S3 server, an optional extra: pip install 'label-studio-cortx[demo]'"
         ) from None
-    from .testing.moto_server import start_moto
+    from .moto_server import start_moto
 
     return start_moto(https=https, user_name="label-studio-cortx-demo")
 
@@ -346,7 +346,7 @@ def main_demo(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, data_dir: Path) -> int:
-    from .testing.ls_server import ApiError, LabelStudioStartError, start_label_studio
+    from .ls_server import ApiError, LabelStudioStartError, start_label_studio
 
     ls_dir = data_dir / "label-studio"
     if args.reset and ls_dir.exists():

@@ -24,8 +24,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from ..connection.config import DEFAULT_REGION
 from .daemons import RealS3Endpoint, register_cleanup, run_tool, spawn, stop_in_order, wait_until, work_dir
-from .moto_server import DEFAULT_REGION, free_port
+from .moto_server import free_port
 
 TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool", "ceph-authtool")
 
@@ -220,7 +221,7 @@ def start_ceph_rgw(
     return endpoint
 
 
-def _main() -> None:  # pragma: no cover - a manual smoke test: python -m label_studio_cortx.testing.ceph_rgw
+def _main() -> None:  # pragma: no cover - a manual smoke test: python -m label_studio_cortx.devservers.ceph_rgw
     import time
 
     started = time.monotonic()

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import models
 
-from . import conf
+from .. import conf
 
 SETTING = "CORTX_SECRETS_KEY"
 # Versioned so that a later format (another cipher, a KMS) can tell its values from these.

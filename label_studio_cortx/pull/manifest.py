@@ -11,7 +11,7 @@ converter. Layout under the storage prefix ``P`` (may be empty)::
 chronologically as plain strings.
 
 This module is pure standard library: it is shared by the server-side writer (inside Label Studio) and by
-:mod:`label_studio_cortx.datasets` (the pull side, which must run without Django or Label Studio).
+:mod:`label_studio_cortx.pull` (the pull side, which must run without Django or Label Studio).
 """
 
 from __future__ import annotations

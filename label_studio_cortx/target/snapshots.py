@@ -2,8 +2,8 @@
 
 One responsibility: build a snapshot (Label Studio's export serializer + converter, in a temp folder), upload its
 files (multipart for large ones), then write its manifest and, last of all, ``snapshots/latest.json``. The key
-layout and manifest schema belong to :mod:`label_studio_cortx.manifest`; the reading side is
-:mod:`label_studio_cortx.datasets`.
+layout and manifest schema belong to :mod:`label_studio_cortx.pull.manifest`; the reading side is
+:mod:`label_studio_cortx.pull`.
 
 A snapshot is all or nothing: any failure removes what this run uploaded and leaves ``latest.json`` as it was, so
 a reader only ever sees complete snapshots and a failed run can simply be repeated.
@@ -23,18 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 from core.utils.io import SerializableGenerator
 from data_export.models import DataExport, Export
 from data_export.serializers import SerializationOptionsSerializer
 from django.conf import settings
 from django.core.files import File
 from io_storages.base_models import storage_background_failure
-from rest_framework.exceptions import ValidationError
+from label_studio_sdk.converter import Converter
 
-from . import __version__ as plugin_version
-from . import conf
-from .manifest import (
+from .. import __version__ as plugin_version
+from .. import conf
+from ..connection.errors import StorageError, translated
+from ..pull.manifest import (
     ManifestFile,
     ManifestProject,
     SnapshotManifest,
@@ -45,12 +45,10 @@ from .manifest import (
     snapshot_folder,
     utc_isoformat,
 )
-from .models import ANNOTATION_JSON
+from .export import ANNOTATION_JSON
 
 if TYPE_CHECKING:
     from projects.models import Project
-
-    from .models import CortxExportStorage
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +61,6 @@ TASK_FILTER = {"only_with_annotations": True}
 # --- formats ---------------------------------------------------------------------------------------------------------
 def format_titles() -> dict[str, str]:
     """Every converter format name with its title, for the storage form (independent of any project)."""
-    from label_studio_sdk.converter import Converter
-
     # Converter.all_formats() is an instance method over this class attribute; an instance needs a config.
     return {fmt.name: info.get("title", fmt.name) for fmt, info in Converter._FORMAT_INFO.items()}
 
@@ -75,7 +71,7 @@ def available_formats(project: Project) -> list[str]:
 
 
 def check_format(project: Project | None, export_format: str | None) -> str:
-    """The format, normalized, or a ValidationError naming it and the formats allowed for the project.
+    """The format, normalized, or a StorageError naming it and the formats allowed for the project.
 
     Without a project (not known yet) any converter format name passes; the sync checks again.
     """
@@ -84,7 +80,7 @@ def check_format(project: Project | None, export_format: str | None) -> str:
         return value
     allowed = available_formats(project) if project is not None else list(format_titles())
     if value not in allowed:
-        raise ValidationError(
+        raise StorageError(
             f"Export format '{export_format}' does not fit this project's labeling config. "
             f"Choose {ANNOTATION_JSON} (one JSON object per annotation) or one of: {', '.join(allowed)}."
         )
@@ -150,7 +146,7 @@ def build_snapshot(project: Project, export_format: str, workdir: Path) -> Built
     export.file = File(open(source, "rb"), name=str(source))
     converted = export.convert_file(export_format, download_resources=False, hostname=_export_hostname())
     if converted is None:
-        raise ValidationError(f"Label Studio's converter produced no {export_format} output for this project.")
+        raise StorageError(f"Label Studio's converter produced no {export_format} output for this project.")
     built._handles.append(converted)
     # convert_file renames its output after the input file; name it as the converter and the pull side do.
     suffix = Path(converted.name).suffix
@@ -169,17 +165,7 @@ def _free_snapshot_id(client, bucket: str, prefix: str | None) -> str:
         if not listing.get("KeyCount"):
             return snapshot
         time.sleep(1.05 - time.time() % 1)
-    raise ValidationError("Could not find a free snapshot id: another snapshot is being written to this prefix.")
-
-
-def _client_error(exc: BaseException) -> BaseException:
-    """The ClientError behind boto3's transfer wrappers (S3UploadFailedError), for a specific message."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, ClientError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return exc
+    raise StorageError("Could not find a free snapshot id: another snapshot is being written to this prefix.")
 
 
 def _version(dist: str) -> str:
@@ -189,12 +175,16 @@ def _version(dist: str) -> str:
         return ""
 
 
-def upload_snapshot(storage: CortxExportStorage, built: BuiltSnapshot) -> SnapshotManifest:
+def upload_snapshot(storage, built: BuiltSnapshot) -> SnapshotManifest:
     """Upload the files, then ``<id>/manifest.json``, then ``latest.json``.
 
     A failure before the manifest is written removes this run's objects again; ``latest.json`` is untouched.
     """
-    client = storage.get_client()
+    with translated(storage.s3_endpoint, bucket=storage.bucket, what="snapshot upload"):
+        return _upload(storage, storage.get_client(), built)
+
+
+def _upload(storage, client, built: BuiltSnapshot) -> SnapshotManifest:
     bucket, prefix = storage.bucket, storage.prefix
     threshold = conf.multipart_threshold()
     transfer = TransferConfig(
@@ -225,15 +215,12 @@ def upload_snapshot(storage: CortxExportStorage, built: BuiltSnapshot) -> Snapsh
         body = manifest.to_json().encode("utf-8")
         written.append(manifest_key(prefix, snapshot))
         client.put_object(Bucket=bucket, Key=written[-1], Body=body, ContentType="application/json")
-    except Exception as exc:
+    except Exception:
         _remove(client, bucket, written)
-        raise storage.connection_error(_client_error(exc)) from None
-    try:
-        # Last: readers start from latest.json, so they never see a snapshot before all of its files. If this
-        # PUT fails the snapshot stays complete under its id (it may even have landed), so nothing is removed.
-        client.put_object(Bucket=bucket, Key=latest_key(prefix), Body=body, ContentType="application/json")
-    except Exception as exc:
-        raise storage.connection_error(_client_error(exc)) from None
+        raise
+    # Last: readers start from latest.json, so they never see a snapshot before all of its files. If this
+    # PUT fails the snapshot stays complete under its id (it may even have landed), so nothing is removed.
+    client.put_object(Bucket=bucket, Key=latest_key(prefix), Body=body, ContentType="application/json")
     return manifest
 
 
@@ -247,15 +234,15 @@ def _remove(client, bucket: str, keys: list[str]) -> None:
 
 
 # --- entry points ----------------------------------------------------------------------------------------------------
-def snapshot_format(storage: CortxExportStorage, export_format: str | None = None) -> str:
+def snapshot_format(storage, export_format: str | None = None) -> str:
     """The format a snapshot of ``storage`` is written in: the one asked for, else the storage's own."""
     export_format = check_format(storage.project, export_format or storage.export_format)
     if export_format == ANNOTATION_JSON:
-        raise ValidationError(f"{ANNOTATION_JSON} writes one object per annotation, not a snapshot: choose a format.")
+        raise StorageError(f"{ANNOTATION_JSON} writes one object per annotation, not a snapshot: choose a format.")
     return export_format
 
 
-def write_snapshot(storage: CortxExportStorage, export_format: str | None = None) -> SnapshotManifest:
+def write_snapshot(storage, export_format: str | None = None) -> SnapshotManifest:
     """Build and upload one snapshot of the storage's project; returns its manifest. Touches no annotations."""
     export_format = snapshot_format(storage, export_format)
     started = time.monotonic()
@@ -278,7 +265,7 @@ def write_snapshot(storage: CortxExportStorage, export_format: str | None = None
     return manifest
 
 
-def sync_snapshot(storage: CortxExportStorage, export_format: str | None = None) -> SnapshotManifest:
+def sync_snapshot(storage, export_format: str | None = None) -> SnapshotManifest:
     """A snapshot as a target sync: status bookkeeping around :func:`write_snapshot` (the storage is QUEUED).
 
     Failures propagate: Label Studio's ``sync()`` (or :func:`run_snapshot`) records them as the storage's status.
@@ -302,10 +289,10 @@ def snapshot_background(storage_class, storage_id: int, export_format: str | Non
     sync_snapshot(storage_class.objects.get(pk=storage_id), export_format)
 
 
-def run_snapshot(storage: CortxExportStorage, export_format: str | None = None) -> SnapshotManifest:
+def run_snapshot(storage, export_format: str | None = None) -> SnapshotManifest:
     """A snapshot on demand (API, management command), shown in the storage's status like a sync."""
     if not storage.info_set_queued():
-        raise ValidationError(f"Storage {storage.pk} is already syncing; try again when it has finished.")
+        raise StorageError(f"Storage {storage.pk} is already syncing; try again when it has finished.")
     try:
         return sync_snapshot(storage, export_format)
     except Exception:

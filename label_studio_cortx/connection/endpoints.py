@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSHTTPConnection, AWSHTTPConnectionPool, AWSHTT
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from . import conf
+from .. import conf
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Longest endpoint worth parsing: a DNS name has at most 253 characters.

@@ -15,20 +15,22 @@ import logging
 from botocore.exceptions import ClientError
 from io_storages.base_models import ImportStorage
 
-from .errors import StorageConnectionError
-from .sync import list_params
+from .errors import StorageConnectionError, translated
 
 logger = logging.getLogger(__name__)
 
 
-def check_connection(storage, client=None) -> None:
-    """Raise StorageConnectionError with a specific, user-safe message when the storage is unusable."""
+def check_connection(storage, client=None, list_params: dict | None = None) -> None:
+    """Raise StorageConnectionError with a specific, user-safe message when the storage is unusable.
+
+    ``list_params``: a source's ListObjects parameters (prefix, delimiter), the ones its sync lists with.
+    """
     if not storage.bucket:
         raise StorageConnectionError("Enter a bucket name.")
     is_source = isinstance(storage, ImportStorage)
-    try:
+    params = (list_params or {}) if is_source else {}
+    with translated(storage.s3_endpoint, bucket=storage.bucket, what="connection check"):
         client = client or storage.get_client()
-        params = list_params(storage) if is_source else {}
         try:
             result = client.list_objects_v2(Bucket=storage.bucket, MaxKeys=1, **params)
         except ClientError as exc:
@@ -38,10 +40,6 @@ def check_connection(storage, client=None) -> None:
             client.head_bucket(Bucket=storage.bucket)
         if not is_source:
             _check_writable(client, storage)
-    except StorageConnectionError:
-        raise
-    except Exception as exc:
-        raise storage.connection_error(exc) from None
 
     if is_source and storage.prefix and not result.get("Contents"):
         hint = "" if storage.recursive_scan else " (sub-folders are only scanned when 'Scan all sub-folders' is on)"

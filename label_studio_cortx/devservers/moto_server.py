@@ -28,7 +28,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,12 +38,12 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ..connection.config import DEFAULT_REGION, ClientLimits, botocore_config
 from .processes import die_with_parent
 from .tls import issue_server_tls
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REGION = "us-east-1"
 
 # moto counts unauthenticated requests in ActionAuthenticatorMixin.request_count (moto/core/authorization.py):
 # every call of _authenticate_and_authorize_action() made while request_count < INITIAL_NO_AUTH_ACTION_COUNT
@@ -75,24 +75,14 @@ def unique_bucket_name(prefix: str = "test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"[:63].lower()
 
 
-def s3_client_config(**overrides: Any) -> Config:
-    """The client settings a CORTX-compatible client needs (see docs/cortx-s3-compat "Defaults that follow").
+# Test clients fail fast (two attempts) instead of backing off for long on a store that is not up yet.
+TEST_LIMITS = ClientLimits(connect_timeout=10.0, read_timeout=60.0, max_attempts=2)
 
-    Path-style addressing, checksums only when an operation requires them (botocore >= 1.36 would otherwise add
-    ``x-amz-checksum-*`` headers / trailers that CORTX v1 cannot handle), and few retries so that a failing test
-    fails fast instead of backing off.
-    """
-    settings: dict[str, Any] = {
-        "s3": {"addressing_style": "path"},
-        "signature_version": "s3v4",
-        "request_checksum_calculation": "when_required",
-        "response_checksum_validation": "when_required",
-        "retries": {"mode": "standard", "total_max_attempts": 2},
-        "connect_timeout": 10,
-        "read_timeout": 60,
-    }
-    settings.update(overrides)
-    return Config(**settings)
+
+def s3_client_config(**limits: Any) -> Config:
+    """The connection's botocore configuration (path-style, checksums only when required) with test limits;
+    keyword arguments override :class:`~label_studio_cortx.connection.config.ClientLimits` fields."""
+    return botocore_config(replace(TEST_LIMITS, **limits))
 
 
 # Building a boto3 Session loads and parses service models (~0.3 s); one shared Session makes clients cheap.

@@ -14,10 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import boto3
-from botocore.config import Config
 
-from . import ca_bundle, conf, endpoints
-from .botocore_config import cortx_config
+from .. import conf
+from . import ca_bundle, endpoints
+from .config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class ConnectionConfig:
     """Everything that determines how a client talks to the store; the client cache key."""
 
     endpoint_url: str
-    region_name: str = "us-east-1"
+    region_name: str = DEFAULT_REGION
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
@@ -37,7 +37,7 @@ class ConnectionConfig:
     # Filled in by the factory from admin settings, so a changed setting also changes the key.
     default_ca_bundle: str = ""
     ssrf_guard: bool = True
-    timeouts: tuple[float, float, int, int] = (5.0, 60.0, 3, 32)
+    limits: ClientLimits = DEFAULT_LIMITS
 
     @classmethod
     def build(
@@ -63,7 +63,12 @@ class ConnectionConfig:
             verify_tls=bool(verify_tls),
             default_ca_bundle=conf.default_ca_bundle(),
             ssrf_guard=endpoints.needs_ssrf_guard(endpoint_url),
-            timeouts=(conf.connect_timeout(), conf.read_timeout(), conf.max_attempts(), conf.max_pool_connections()),
+            limits=ClientLimits(
+                connect_timeout=conf.connect_timeout(),
+                read_timeout=conf.read_timeout(),
+                max_attempts=conf.max_attempts(),
+                max_pool_connections=conf.max_pool_connections(),
+            ),
         )
 
     @property
@@ -78,18 +83,8 @@ class ConnectionConfig:
         return True
 
 
-def botocore_config(config: ConnectionConfig, path_style: bool | None = None) -> Config:
-    connect_timeout, read_timeout, max_attempts, pool = config.timeouts
-    return cortx_config(
-        path_style=config.force_path_style if path_style is None else path_style,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_attempts=max_attempts,
-        max_pool_connections=pool,
-    )
-
-
 def _create(config: ConnectionConfig, endpoint_url: str, guard: bool, path_style: bool | None = None):
+    path_style = config.force_path_style if path_style is None else path_style
     if not config.verify_tls:
         if not conf.allow_insecure_tls():
             raise endpoints.EndpointError(
@@ -112,15 +107,14 @@ def _create(config: ConnectionConfig, endpoint_url: str, guard: bool, path_style
         endpoint_url=endpoint_url,
         region_name=config.region_name,
         verify=config.verify,
-        config=botocore_config(config, path_style),
+        config=botocore_config(config.limits, path_style=path_style),
     )
     if guard:
         from io_storages.s3.utils import _guard_client_connections
 
         _guard_client_connections(client)
     # Every socket goes to this endpoint's host and port, trusted or not, whatever a URL parser made of it.
-    virtual_hosts = not (config.force_path_style if path_style is None else path_style)
-    endpoints.pin_client_connections(client, endpoint_url, virtual_hosts=virtual_hosts)
+    endpoints.pin_client_connections(client, endpoint_url, virtual_hosts=not path_style)
     return client
 
 

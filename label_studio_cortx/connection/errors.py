@@ -1,13 +1,20 @@
-"""Turning connection failures into messages a person can act on, with secrets scrubbed out.
+"""The plugin's domain errors, and turning store failures into messages a person can act on.
 
 Label Studio hides errors from unknown S3 domains behind "Debugging info is not available"; CORTX
 stores are always on unknown domains, so each failure class gets its own explanation instead.
+Code that talks to a store wraps the call in :func:`translated`: the user sees :func:`describe`'s
+sentence, the log gets the original exception once, with its traceback. Only the API layer turns
+a :class:`StorageError` into an HTTP answer. Imports botocore and this folder's endpoints/CA bundles.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -20,7 +27,6 @@ from botocore.exceptions import (
     SSLError,
 )
 from botocore.parsers import ResponseParserError
-from rest_framework.exceptions import ValidationError
 
 from .ca_bundle import CABundleError
 from .endpoints import EndpointError, EndpointPinError, display
@@ -28,14 +34,33 @@ from .endpoints import EndpointError, EndpointPinError, display
 # What an S3 error code looks like; anything else in a reply is not echoed to the user.
 _S3_CODE = re.compile(r"[A-Za-z][A-Za-z0-9.]{0,63}")
 MAX_STORE_MESSAGE = 200
+# Most problems one sync or export reports (the rest are counted, not listed).
+MAX_REPORTED_ERRORS = 50
+
+logger = logging.getLogger(__name__)
 
 
-class StorageConnectionError(ValidationError):
-    """A storage operation failed; ``str()`` is safe to show to users.
+@dataclass
+class CappedMessages:
+    """Messages for a status or a report: all are counted, the first ``cap`` are kept, the rest summed up."""
 
-    A DRF ValidationError so that every API path answers 400 with the message, and Label Studio's
-    sync bookkeeping (``info_set_failed``) stores the message rather than a bare traceback.
-    """
+    cap: int
+    more: str = "more"
+    kept: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.kept) < self.cap:
+            self.kept.append(message)
+
+    def report(self) -> list[str]:
+        hidden = self.count - len(self.kept)
+        return self.kept + ([f"... and {hidden} {self.more}"] if hidden else [])
+
+
+class StorageError(Exception):
+    """Something a user asked of a storage cannot be done; ``str()`` is safe to show them."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -45,46 +70,68 @@ class StorageConnectionError(ValidationError):
         return self.message
 
 
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+class StorageConnectionError(StorageError):
+    """Talking to the store failed (endpoint, TLS, credentials, bucket, permissions)."""
+
+
+@contextmanager
+def translated(endpoint: str | None, *, bucket: str | None = None, what: str = "store request") -> Iterator[None]:
+    """Run a store call: any failure leaves as a :class:`StorageConnectionError` with :func:`describe`'s message.
+
+    The original exception is logged once here with its traceback, and not chained to the raised error:
+    Label Studio shows a failed sync's traceback to users, and a foreign reply must not reach them.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        error = StorageConnectionError(describe(exc, endpoint=endpoint or "", bucket=bucket))
+        logger.info("CORTX %s to %s failed: %s", what, display(endpoint or ""), error, exc_info=exc)
+        raise error from None
+
+
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and contexts, and the errors botocore wraps in ``args`` / ``kwargs['error']``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        kwargs = getattr(current, "kwargs", None)
+        wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
+        for inner in (wrapped, *getattr(current, "args", ())):
+            if isinstance(inner, BaseException) and id(inner) not in seen:
+                seen.add(id(inner))
+                yield inner
+        current = current.__cause__ or current.__context__
 
 
 def _chain_text(exc: BaseException) -> str:
-    parts = []
-    for item in _chain(exc):
-        parts.append(f"{type(item).__name__}: {item}")
-        for arg in getattr(item, "args", ()):
-            if isinstance(arg, BaseException):
-                parts.append(f"{type(arg).__name__}: {arg}")
-        kwargs = getattr(item, "kwargs", None)
-        if isinstance(kwargs, dict) and isinstance(kwargs.get("error"), BaseException):
-            parts.append(f"{type(kwargs['error']).__name__}: {kwargs['error']}")
-    return " | ".join(parts)
+    return " | ".join(f"{type(item).__name__}: {item}" for item in chain(exc))
 
 
-def describe(exc: BaseException, *, endpoint: str, bucket: str | None = None, prefix: str | None = None) -> str:
+def describe(exc: BaseException, *, endpoint: str, bucket: str | None = None) -> str:
     """One human sentence (or two) for a failure talking to ``endpoint``."""
     where = f"bucket '{bucket}'" if bucket else "the store"
     endpoint = display(endpoint)
-    if isinstance(exc, StorageConnectionError):
+    if isinstance(exc, StorageError):
         return str(exc)
-    pinned = _first(exc, EndpointPinError)
+    pinned = first(exc, EndpointPinError)
     if pinned is not None:
         return str(pinned)
     if isinstance(exc, (CABundleError, EndpointError)):
         return str(exc)
-    if _first(exc, ResponseParserError) is not None:
+    if first(exc, ResponseParserError) is not None:
         # botocore's parser error quotes the reply body: never shown, it may be another service's page.
         return (
             f"{endpoint} answered with something that is not an S3 response: check that the endpoint URL "
             "points at the S3 service (host and port)."
         )
-    if isinstance(exc, ClientError):
-        return _describe_client_error(exc, endpoint=endpoint, where=where, bucket=bucket)
+    # boto3's transfer errors (S3UploadFailedError) wrap the ClientError that says what went wrong.
+    client_error = first(exc, ClientError)
+    if client_error is not None:
+        return _describe_client_error(client_error, endpoint=endpoint, where=where, bucket=bucket)
     if isinstance(exc, NoCredentialsError):
         return "No access key was given: enter the access key ID and secret access key of an S3 user."
     if isinstance(exc, ParamValidationError):
@@ -122,7 +169,7 @@ def describe(exc: BaseException, *, endpoint: str, bucket: str | None = None, pr
         or "temporary failure in name resolution" in lowered
         or "nameresolutionerror" in lowered
         or "failed to resolve" in lowered
-        or isinstance(_first(exc, socket.gaierror), socket.gaierror)
+        or isinstance(first(exc, socket.gaierror), socket.gaierror)
     ):
         return f"The host of endpoint {endpoint} cannot be resolved: check the host name in the endpoint URL."
     if "connection refused" in lowered or "errno 111" in lowered:
@@ -174,15 +221,9 @@ def store_message(message: object) -> str:
     return text if len(text) <= MAX_STORE_MESSAGE else text[: MAX_STORE_MESSAGE - 3] + "..."
 
 
-def _first(exc: BaseException, kind: type):
-    """The first exception of ``kind`` in the chain, including the ones botocore wraps in ``kwargs['error']``."""
-    for item in _chain(exc):
-        kwargs = getattr(item, "kwargs", None)
-        wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
-        for candidate in (item, wrapped, *getattr(item, "args", ())):
-            if isinstance(candidate, kind):
-                return candidate
-    return None
+def first(exc: BaseException, kind: type):
+    """The first exception of ``kind`` in the chain."""
+    return next((item for item in chain(exc) if isinstance(item, kind)), None)
 
 
 def _short(exc: BaseException) -> str:

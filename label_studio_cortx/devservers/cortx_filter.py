@@ -43,7 +43,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from .moto_server import DEFAULT_REGION, S3Endpoint, start_moto
+from ..connection.config import DEFAULT_REGION
+from .moto_server import S3Endpoint, start_moto
 from .tls import issue_server_tls
 
 logger = logging.getLogger(__name__)

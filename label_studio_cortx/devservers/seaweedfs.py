@@ -22,6 +22,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..connection.config import DEFAULT_REGION
 from .daemons import (
     RealS3Endpoint,
     note_outside_files,
@@ -32,7 +33,7 @@ from .daemons import (
     wait_until,
     work_dir,
 )
-from .moto_server import DEFAULT_REGION, free_port
+from .moto_server import free_port
 
 # The ports `weed mini` would otherwise pick itself (fixed defaults such as 9333/8333, which may be taken).
 _PORT_FLAGS = (

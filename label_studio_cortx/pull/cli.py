@@ -1,0 +1,133 @@
+"""``label-studio-cortx pull``: the command line over :func:`label_studio_cortx.pull.pull`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..connection.config import DEFAULT_REGION
+from .client import make_client
+from .download import LATEST, list_snapshots, pull
+from .errors import SnapshotError, _endpoint
+from .loaders import read_local_manifest
+from .manifest import snapshots_root
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def build_pull_parser(prog: str = "label-studio-cortx pull") -> argparse.ArgumentParser:
+    """The argument parser of ``label-studio-cortx pull``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Download an annotation snapshot written by a CORTX target storage, verify it and unpack it "
+        "into DEST/<snapshot id>/.",
+    )
+    parser.add_argument("dest", metavar="DEST", nargs="?", help="folder receiving DEST/<snapshot id>/")
+    parser.add_argument("--endpoint", help="S3 endpoint URL (default: $CORTX_ENDPOINT or $AWS_ENDPOINT_URL)")
+    parser.add_argument("--bucket", required=True, help="bucket of the target storage")
+    parser.add_argument("--prefix", default="", help="prefix of the target storage (default: none)")
+    parser.add_argument(
+        "--snapshot", default=LATEST, help="'latest' (default) or a snapshot id such as 20261127T203015Z"
+    )
+    parser.add_argument("--list", action="store_true", help="list the snapshot ids (oldest first) and exit")
+    parser.add_argument(
+        "--access-key", help="access key id (default: $AWS_ACCESS_KEY_ID; prefer the environment for secrets)"
+    )
+    parser.add_argument("--secret-key", help="secret access key (default: $AWS_SECRET_ACCESS_KEY)")
+    parser.add_argument("--session-token", help="session token (default: $AWS_SESSION_TOKEN)")
+    parser.add_argument(
+        "--region",
+        default=None,
+        help=f"signing region (default: $AWS_REGION, $AWS_DEFAULT_REGION or {DEFAULT_REGION})",
+    )
+    parser.add_argument("--ca-bundle", metavar="PATH", help="PEM file with the CA that signed the endpoint's TLS cert")
+    parser.add_argument("--no-verify-tls", action="store_true", help="do not verify TLS certificates (insecure)")
+    parser.add_argument(
+        "--virtual-host-style", action="store_true", help="bucket.endpoint addressing instead of path-style"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded zip archives")
+    parser.add_argument("--force", action="store_true", help="replace DEST/<snapshot id>/ if it holds something else")
+    return parser
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+def main_pull(argv: list[str] | None = None) -> int:
+    """Entry point of ``label-studio-cortx pull`` (argv without the ``pull`` word). Returns the exit code:
+    0 on success, 2 on usage errors and on :class:`SnapshotError` (printed as ``error: ...`` on stderr)."""
+    parser = build_pull_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or usage error: argparse already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    endpoint = args.endpoint or _env("CORTX_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    if not endpoint:
+        return fail("no endpoint: pass --endpoint URL or set CORTX_ENDPOINT (or AWS_ENDPOINT_URL)")
+    if not args.list and not args.dest:
+        return fail("DEST is required (the folder receiving DEST/<snapshot id>/), unless --list is given")
+
+    try:
+        client = make_client(
+            endpoint,
+            access_key=args.access_key or _env("AWS_ACCESS_KEY_ID"),
+            secret_key=args.secret_key or _env("AWS_SECRET_ACCESS_KEY"),
+            session_token=args.session_token or _env("AWS_SESSION_TOKEN"),
+            region=args.region or _env("AWS_REGION", "AWS_DEFAULT_REGION") or DEFAULT_REGION,
+            ca_bundle=args.ca_bundle,
+            verify=not args.no_verify_tls,
+            path_style=not args.virtual_host_style,
+        )
+        if args.list:
+            snapshots = list_snapshots(client, args.bucket, args.prefix)
+            for ts in snapshots:
+                print(ts)
+            if not snapshots:
+                where = f"s3://{args.bucket}/{snapshots_root(args.prefix)}"
+                print(f"no snapshots under {where} at {_endpoint(client)}", file=sys.stderr)
+            return 0
+        folder = pull(
+            client,
+            args.bucket,
+            args.prefix,
+            args.dest,
+            snapshot=args.snapshot,
+            progress=not args.no_progress,
+            keep_archives=args.keep_archives,
+            force=args.force,
+        )
+        manifest = read_local_manifest(folder)
+        print(folder)
+        if manifest is not None:
+            title = f" {manifest.project.title!r}" if manifest.project.title else ""
+            print(
+                f"{manifest.format} snapshot {manifest.snapshot} of project {manifest.project.id}{title}: "
+                f"{len(manifest.files)} file(s), {_human_size(manifest.total_size)}, "
+                f"{manifest.task_count} tasks, {manifest.annotation_count} annotations"
+            )
+        return 0
+    except SnapshotError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+

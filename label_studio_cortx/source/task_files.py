@@ -1,0 +1,136 @@
+"""Task files: what one object holds - a link to itself (files mode), or the tasks of a JSON/JSONL file.
+
+JSONL streams line by line with a bounded line length, so one large file is never held as bytes; bad
+lines are reported by number and the good ones kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from io_storages.utils import StorageObject, load_tasks_json
+
+from ..connection.errors import CappedMessages, StorageError, translated
+
+TASK_FILE_EXTENSIONS = (".json", ".jsonl")
+MAX_PROBLEMS_PER_FILE = 50
+# One JSONL line is one task: far below this; a longer line is reported, never held.
+MAX_JSONL_LINE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class TaskFile:
+    """What one object holds: the tasks it could read, and the lines it could not (JSONL only)."""
+
+    key: str
+    objects: list[StorageObject]
+    problems: CappedMessages = field(default_factory=lambda: CappedMessages(MAX_PROBLEMS_PER_FILE, "more bad lines"))
+
+
+def read_task_file(storage, key: str, client=None) -> TaskFile:
+    """Task data for one object: a link to the object (files mode) or the tasks in a JSON/JSONL file.
+
+    A JSONL file keeps its good lines: each bad line is a problem named by its line number, and only a
+    file with no readable line at all fails as a whole (TaskFileError).
+    """
+    if storage.use_blob_urls:
+        return TaskFile(
+            key, [StorageObject(key=key, task_data={settings.DATA_UNDEFINED_NAME: f"s3://{storage.bucket}/{key}"})]
+        )
+    try:
+        with translated(storage.s3_endpoint or "", bucket=storage.bucket, what=f"read of task file {key}"):
+            client = client or storage.get_client()
+            body = client.get_object(Bucket=storage.bucket, Key=key)["Body"]
+            return _parse(key, body)
+    except TaskFileError:
+        raise
+    except StorageError as exc:
+        raise TaskFileError(key, str(exc)) from None
+
+
+def _parse(key: str, body) -> TaskFile:
+    try:
+        if key.lower().endswith(".jsonl"):
+            result = TaskFile(key, [])
+            result.objects = list(_iter_jsonl(body, result))
+            if not result.objects and result.problems.count:
+                raise TaskFileError(key, "no line is a valid task: " + "; ".join(result.problems.report()[:3]))
+            return result
+        return TaskFile(key, list(load_tasks_json(body.read(), key)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        cause = exc.__cause__ or exc
+        raise TaskFileError(key, f"not a valid JSON/JSONL task file ({cause})") from None
+
+
+def read_task_data(storage, key: str, client=None) -> list[StorageObject]:
+    """The tasks one object holds (what Label Studio's ``get_data`` returns); bad JSONL lines are left out."""
+    return read_task_file(storage, key, client).objects
+
+
+def _iter_jsonl(body, result: TaskFile) -> Iterator[StorageObject]:
+    """Stream a JSONL file line by line, so a large file is never held whole; bad lines become problems.
+
+    ``row_index`` is the line's index in the file, so a line fixed later keeps its place and a re-sync
+    can tell which rows already have tasks.
+    """
+    for index, line in enumerate(_bounded_lines(body, MAX_JSONL_LINE_BYTES)):
+        if line is None:
+            result.problems.add(f"line {index + 1} is longer than {MAX_JSONL_LINE_BYTES // (1024 * 1024)} MiB")
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            result.problems.add(f"line {index + 1} is not valid JSON ({str(exc)[:100]})")
+            continue
+        if not isinstance(record, dict):
+            result.problems.add(f"line {index + 1} is not a JSON object")
+            continue
+        yield StorageObject(key=result.key, task_data=record, row_index=index)
+
+
+def _bounded_lines(body, limit: int, chunk_size: int = 1024 * 1024) -> Iterator[bytes | None]:
+    """The lines of a streamed body; ``None`` stands for a line longer than ``limit``, which is skipped
+    without being held (a file with no line breaks must not be read into memory whole)."""
+    pending = b""
+    skipping = False
+    for chunk in body.iter_chunks(chunk_size):
+        pending += chunk
+        while True:
+            end = pending.find(b"\n")
+            if end < 0:
+                break
+            line, pending = pending[:end], pending[end + 1 :]
+            if skipping:
+                skipping = False
+                yield None
+            else:
+                yield line
+        if not skipping and len(pending) > limit:
+            skipping = True
+        if skipping:
+            pending = b""
+    if skipping:
+        yield None
+    elif pending:
+        yield pending
+
+
+class TaskFileError(StorageError):
+    """A task file that could not be read or parsed; the sync reports it by key and goes on."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+
+
+def split_task(record: dict) -> tuple[dict, dict, bool]:
+    """(data, meta, needs_full_import): tasks with annotations or predictions take Label Studio's path."""
+    rich = bool(record.get("annotations") or record.get("predictions"))
+    if isinstance(record.get("data"), dict):
+        return record["data"], record.get("meta") or {}, rich
+    return record, {}, rich
