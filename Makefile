@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
-PG_TESTS := tests/test_storage_api.py tests/test_sync.py tests/test_background.py tests/test_snapshots.py
+PG_TESTS := tests/test_api.py tests/test_source_sync.py tests/test_background.py tests/test_target_snapshots.py
 
 .PHONY: demo test lint run
 

@@ -6,6 +6,7 @@ import json
 
 import yaml
 from core.permissions import ViewClassPermission, all_permissions
+from django.conf import settings
 from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema
 from io_storages.api import (
@@ -128,8 +129,6 @@ class CortxImportStorageListFilesAPI(StorageErrorAsBadRequest, ImportStorageList
 
     @extend_schema(exclude=True)
     def create(self, request, *args, **kwargs):
-        from django.conf import settings
-
         instance = validated_instance(request, self.serializer_class)
         limit = int(request.data.get("limit", settings.DEFAULT_STORAGE_LIST_LIMIT))
         files = []

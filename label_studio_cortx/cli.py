@@ -30,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         return main_pull(argv[1:])
     if command == "demo":
         activate()
+        # Only now: the demo's modules need the [demo] extra, which `label-studio-cortx start` does not.
         from .devservers.demo import main_demo
 
         return main_demo(argv[1:])
 
     activate()
+    # After activate(): Label Studio reads DJANGO_SETTINGS_MODULE when its server module is imported.
     from label_studio.server import main as label_studio_main
 
     sys.argv = ["label-studio-cortx", *argv]

@@ -136,7 +136,7 @@ def _store_target(request: pytest.FixtureRequest) -> StoreTarget:
 
     if request.param == "moto":
         # moto verifies signatures of Authorization headers but cannot serve presigned requests while it
-        # enforces authentication (see tests/test_storage_api.py).
+        # enforces authentication (see tests/test_api.py).
         reason = "moto cannot serve query-string (presigned) GETs while it enforces SigV4"
         return StoreTarget("moto", "moto", moto.__version__, request.getfixturevalue("s3_http"), reason)
     if request.param in ("seaweedfs", "rgw"):

@@ -1,7 +1,7 @@
 """The storage suite on real object stores: moto, SeaweedFS, Ceph RGW and the CORTX profile over Ceph RGW.
 
 Every test runs once per ``store`` (tests/endpoint_fixtures.py) through Label Studio's REST API, with the
-helpers of tests/test_storage_api.py and tests/test_snapshots.py. moto is a mock that shares no code with a real
+helpers of tests/test_api.py and tests/test_target_snapshots.py. moto is a mock that shares no code with a real
 store; the point here is what SeaweedFS and Ceph RGW (CORTX 2.x's S3 engine) really answer: error codes, ETags,
 listing order and pagination, multipart rules, presigned URLs and their own user/permission machinery.
 
@@ -20,8 +20,7 @@ import pytest
 
 from label_studio_cortx.pull import load
 from tests.storage_helpers import annotate, error_text, keys, new_bucket, payload, put, read_json, read_only_key
-from tests.test_snapshots import annotated, latest, pull  # noqa: F401 - `annotated` is a fixture
-from tests.test_storage_api import (
+from tests.test_api import (
     ANNOTATION_RESULT,
     SECRET_FIELDS,
     _resolve_url,
@@ -34,6 +33,7 @@ from tests.test_storage_api import (
     trust,  # noqa: F401 - a fixture
     validate,
 )
+from tests.test_snapshots import annotated, latest, pull  # noqa: F401 - `annotated` is a fixture
 
 SNAPSHOT_FORMATS = ("JSON", "JSON_MIN", "CSV", "TSV", "COCO", "VOC", "YOLO")
 

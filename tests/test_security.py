@@ -20,7 +20,7 @@ from label_studio_cortx.connection import endpoints
 from label_studio_cortx.devservers.fault_proxy import start_fault_proxy, start_listener
 
 from .storage_helpers import error_text, new_bucket, payload, put
-from .test_storage_api import create_source, create_target, sync, validate
+from .test_api import create_source, create_target, sync, validate
 
 pytestmark = pytest.mark.django_db
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import boto3
+from io_storages.s3.utils import _guard_client_connections
 
 from .. import conf
 from . import ca_bundle, endpoints
@@ -110,8 +111,6 @@ def _create(config: ConnectionConfig, endpoint_url: str, guard: bool, path_style
         config=botocore_config(config.limits, path_style=path_style),
     )
     if guard:
-        from io_storages.s3.utils import _guard_client_connections
-
         _guard_client_connections(client)
     # Every socket goes to this endpoint's host and port, trusted or not, whatever a URL parser made of it.
     endpoints.pin_client_connections(client, endpoint_url, virtual_hosts=not path_style)

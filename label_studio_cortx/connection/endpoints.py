@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSHTTPConnection, AWSHTTPConnectionPool, AWSHTTPSConnection, AWSHTTPSConnectionPool
+from core.utils.exceptions import LabelStudioAPIException, SsrfBlockedUrlError
+from core.utils.io import validate_url_for_ssrf
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
@@ -208,9 +210,6 @@ def check_ssrf(url: str) -> None:
     shown = parse(url).url
     if not needs_ssrf_guard(url):
         return
-    from core.utils.exceptions import LabelStudioAPIException, SsrfBlockedUrlError
-    from core.utils.io import validate_url_for_ssrf
-
     try:
         validate_url_for_ssrf(shown, block_local_urls=True)
     except SsrfBlockedUrlError:

@@ -17,6 +17,9 @@ upstream verifies the signature. Bodies are streamed both ways in bounded pieces
 tests can assert on what a client really sent (e.g. "all path-style", "no checksum headers").
 
 Only the standard library is used (``http.server`` + ``http.client``); no Django.
+
+One module although long: it is the CORTX profile, one rule per CORTX behaviour in one request handler, so
+the profile can be read against docs/compatibility.md in one place.
 """
 
 from __future__ import annotations

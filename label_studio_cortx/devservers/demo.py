@@ -13,6 +13,8 @@ the URL and the login, and keeps running until Ctrl-C, which stops both servers.
 moto keeps its data in memory, so every run seeds a fresh bucket; the Label Studio data (project, tasks,
 annotations) stays in ``--data-dir``: a re-run points the storages at the new endpoint, syncs them again (no
 duplicate tasks; existing annotations are written to the new bucket) and ``--reset`` starts over.
+
+One module: the demo is one command-line program (arguments, steps, progress, banner) read top to bottom.
 """
 
 from __future__ import annotations
@@ -196,6 +198,7 @@ def start_endpoint(https: bool):
         raise DemoError(
             "The demo needs moto's S3 server, an optional extra: pip install 'label-studio-cortx[demo]'"
         ) from None
+    # Imported once the [demo] extra is known to be there: moto_server needs it.
     from .moto_server import start_moto
 
     return start_moto(https=https, user_name="label-studio-cortx-demo")
@@ -346,6 +349,7 @@ def main_demo(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, data_dir: Path) -> int:
+    # Imported after main_demo has checked the [demo] extra (ls_server needs requests).
     from .ls_server import ApiError, LabelStudioStartError, start_label_studio
 
     ls_dir = data_dir / "label-studio"

@@ -29,6 +29,8 @@ client's next request then opens a new connection and meets the new mode).
 Both are bounded: one daemon thread per connection, at most ``max_connections`` (default 256) open at once
 (further connections are accepted and reset at once), and :meth:`stop` closes every socket, waits for every
 thread and returns within about two seconds even with hung connections.
+
+One module: the fault modes share one connection loop and one bounded thread set.
 """
 
 from __future__ import annotations

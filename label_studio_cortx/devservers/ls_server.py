@@ -8,6 +8,8 @@ authenticated ``requests`` session.
 
 The first start on a fresh data directory applies every migration, which takes about a minute on a small
 machine; pass ``progress`` to show something meanwhile.
+
+One module: starting, waiting for, logging into and stopping one Label Studio process belong together.
 """
 
 from __future__ import annotations

@@ -56,7 +56,6 @@ class ChecksumMismatch(SnapshotError):
         )
 
 
-
 def _endpoint(client: Any) -> str:
     return str(getattr(client.meta, "endpoint_url", "") or "the default AWS endpoint")
 

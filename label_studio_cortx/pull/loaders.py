@@ -25,7 +25,6 @@ def read_local_manifest(folder: Path) -> SnapshotManifest | None:
         raise SnapshotError(f"{path} is not a valid snapshot manifest: {exc}") from exc
 
 
-
 def _folder(folder: str | os.PathLike[str]) -> Path:
     path = Path(folder).expanduser()
     if not path.is_dir():

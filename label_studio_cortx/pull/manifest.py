@@ -12,6 +12,8 @@ chronologically as plain strings.
 
 This module is pure standard library: it is shared by the server-side writer (inside Label Studio) and by
 :mod:`label_studio_cortx.pull` (the pull side, which must run without Django or Label Studio).
+
+One module although long: it is the snapshot format, every field with its validation, read by both sides.
 """
 
 from __future__ import annotations

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from io_storages.utils import StorageObject, load_tasks_json
 
-from ..connection.errors import CappedMessages, StorageError, translated
+from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, translated
 
 TASK_FILE_EXTENSIONS = (".json", ".jsonl")
-MAX_PROBLEMS_PER_FILE = 50
 # One JSONL line is one task: far below this; a longer line is reported, never held.
 MAX_JSONL_LINE_BYTES = 16 * 1024 * 1024
 
@@ -27,7 +26,7 @@ class TaskFile:
 
     key: str
     objects: list[StorageObject]
-    problems: CappedMessages = field(default_factory=lambda: CappedMessages(MAX_PROBLEMS_PER_FILE, "more bad lines"))
+    problems: CappedMessages = field(default_factory=lambda: CappedMessages(MAX_REPORTED_ERRORS, "more bad lines"))
 
 
 def read_task_file(storage, key: str, client=None) -> TaskFile:

@@ -5,7 +5,7 @@ Snapshots are produced the way the server side produces them: Label Studio's con
 like Label Studio's export download does (``shutil.make_archive``), and everything is uploaded with a manifest
 to moto's standalone S3 server (a subprocess with SigV4 authentication enforced).
 
-These tests need no database and no Django settings: ``pytest -p no:django tests/test_datasets.py``.
+These tests need no database and no Django settings: ``pytest -p no:django tests/test_pull.py``.
 """
 
 from __future__ import annotations

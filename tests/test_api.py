@@ -183,7 +183,7 @@ def test_patch_updates_and_keeps_secrets(api, project, cortx_s3, trust):
     stored = CortxImportStorage.objects.get(pk=created["id"])
     from label_studio_cortx.connection import secrets as secret_store
 
-    # Stored encrypted at rest (tests/test_secrets.py); the kept secret is the one given at creation.
+    # Stored encrypted at rest (tests/test_connection_secrets.py); the kept secret is the one given at creation.
     assert stored.title == "Renamed" and secret_store.reveal(stored.aws_secret_access_key) == cortx_s3.secret_key
     assert api.delete(f"/api/storages/cortx/{created['id']}").status_code == 204
 
