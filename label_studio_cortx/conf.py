@@ -60,6 +60,19 @@ TABLE: tuple[Setting, ...] = (
     Setting("CORTX_SYNC_WAIT_SECONDS", 5.0, float, "How long a Sync request waits for the sync before it "
             "answers 'in progress'."),
     Setting("CORTX_READ_WORKERS", 8, int, "Concurrent GETs of task files (tasks mode)."),
+    Setting("CORTX_TASK_FILE_STREAM_BYTES", 8 * 1024 * 1024, int, "Task files at least this large (bytes) are "
+            "streamed, their tasks created in chunks of 1,000 rows, instead of read whole."),
+    # --- automatic sync: schedules and bucket notifications ---------------------------------------------------
+    Setting("CORTX_MIN_SYNC_INTERVAL", 5, int, "Shortest sync interval (minutes) a storage may set; a shorter "
+            "stored one runs at this interval."),
+    Setting("CORTX_SCHEDULER", True, _bool, "Run scheduled syncs: without Redis in one thread of each web "
+            "process, with Redis as a job that RQ's scheduler repeats (`rqworker --with-scheduler`)."),
+    Setting("CORTX_SCHEDULER_TICK_SECONDS", 30.0, float, "How often the scheduler looks for due syncs and "
+            "pending bucket events."),
+    Setting("CORTX_EVENTS_MAX_BODY_BYTES", 1024 * 1024, int, "Largest bucket-notification request body "
+            "accepted (bytes); larger ones get 413."),
+    Setting("CORTX_EVENTS_MAX_RECORDS", 1000, int, "Most event records in one notification request."),
+    Setting("CORTX_EVENTS_BATCH_SIZE", 500, int, "Pending bucket events applied per batch."),
     # --- the target side ------------------------------------------------------------------------------------
     Setting("CORTX_EXPORT_IN_BACKGROUND", True, _bool, "Save-time exports and deletes leave the request: RQ "
             "with Redis, else this process's bounded worker."),
@@ -152,6 +165,10 @@ def sync_wait_seconds() -> float:
     return float(get("CORTX_SYNC_WAIT_SECONDS"))
 
 
+def task_file_stream_bytes() -> int:
+    return max(0, int(get("CORTX_TASK_FILE_STREAM_BYTES")))
+
+
 def read_workers() -> int:
     return max(1, min(int(get("CORTX_READ_WORKERS")), max_pool_connections()))
 
@@ -167,3 +184,27 @@ def export_in_background() -> bool:
 
 def export_queue_size() -> int:
     return max(1, int(get("CORTX_EXPORT_QUEUE_SIZE")))
+
+
+def min_sync_interval() -> int:
+    return max(1, int(get("CORTX_MIN_SYNC_INTERVAL")))
+
+
+def scheduler_enabled() -> bool:
+    return bool(get("CORTX_SCHEDULER"))
+
+
+def scheduler_tick_seconds() -> float:
+    return max(0.05, float(get("CORTX_SCHEDULER_TICK_SECONDS")))
+
+
+def events_max_body_bytes() -> int:
+    return max(1024, int(get("CORTX_EVENTS_MAX_BODY_BYTES")))
+
+
+def events_max_records() -> int:
+    return max(1, int(get("CORTX_EVENTS_MAX_RECORDS")))
+
+
+def events_batch_size() -> int:
+    return max(1, int(get("CORTX_EVENTS_BATCH_SIZE")))

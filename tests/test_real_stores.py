@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from label_studio_cortx.models import CortxImportStorageLink
 from label_studio_cortx.pull import load
+from label_studio_cortx.source import sync as source_sync
 from tests.storage_helpers import annotate, error_text, keys, new_bucket, payload, put, read_json, read_only_key
 from tests.test_api import (
     ANNOTATION_RESULT,
@@ -33,7 +35,7 @@ from tests.test_api import (
     trust,  # noqa: F401 - a fixture
     validate,
 )
-from tests.test_snapshots import annotated, latest, pull  # noqa: F401 - `annotated` is a fixture
+from tests.test_target_snapshots import annotated, latest, pull  # noqa: F401 - `annotated` is a fixture
 
 SNAPSHOT_FORMATS = ("JSON", "JSON_MIN", "CSV", "TSV", "COCO", "VOC", "YOLO")
 
@@ -221,6 +223,61 @@ def test_a_jsonl_file_keeps_its_good_lines_and_a_fixed_file_adds_only_the_missin
     images = sorted(task.data["image"] for task in project.tasks.all())
     assert images == sorted([f"s3://{bucket}/{i}.jpg" for i in range(5)] + [f"s3://{bucket}/0.jpg"])
     assert sync(api, storage["id"])["status"] == "completed" and project.tasks.count() == 6
+
+
+def test_large_task_files_stream_in_chunks_and_a_sync_stopped_halfway_is_finished_without_duplicates(
+    api, project, s3, settings, monkeypatch
+):
+    settings.CORTX_TASK_FILE_STREAM_BYTES = 1  # every task file streams, 1,000 rows per transaction
+    bucket = new_bucket(s3)
+    put(s3, bucket, "tasks/big.jsonl", "".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(2500)))
+    items = [{"data": {"text": f"item {i}"}, "meta": {"i": i}} for i in range(1500)]
+    put(s3, bucket, "tasks/list.json", json.dumps(items))
+    storage = create_source(api, s3, bucket, project, prefix="tasks", use_blob_urls=False)
+
+    # The second chunk fails (a worker dies, the database goes away): the first chunk's tasks stay.
+    real_create_tasks = source_sync.create_tasks
+    chunks = []
+
+    def create_tasks_then_fail(storage, link_class, objects, *args, **kwargs):
+        if objects:
+            chunks.append(len(objects))
+        if len(chunks) == 2:
+            raise RuntimeError("the worker stopped")
+        return real_create_tasks(storage, link_class, objects, *args, **kwargs)
+
+    monkeypatch.setattr(source_sync, "create_tasks", create_tasks_then_fail)
+    assert sync(api, storage["id"])["status"] == "failed"
+    assert project.tasks.count() == 1000 and chunks == [1000, 1000]
+    monkeypatch.setattr(source_sync, "create_tasks", real_create_tasks)
+
+    # The next sync goes on with the file where the first one stopped, and reads the JSON list item by item.
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed", result.get("traceback")
+    links = CortxImportStorageLink.objects.filter(storage_id=storage["id"])
+    assert project.tasks.count() == 4000 and links.count() == 4000
+    assert sorted(links.filter(key="tasks/big.jsonl").values_list("row_index", flat=True)) == list(range(2500))
+    texts = set(project.tasks.values_list("data__text", flat=True))
+    assert texts == {f"row {i}" for i in range(2500)} | {f"item {i}" for i in range(1500)}
+    assert project.tasks.get(data__text="item 7").meta == {"i": 7}
+    assert sync(api, storage["id"])["status"] == "completed" and project.tasks.count() == 4000
+
+
+def test_a_streamed_json_file_that_breaks_halfway_keeps_its_tasks_and_names_the_file(api, project, s3, settings):
+    settings.CORTX_TASK_FILE_STREAM_BYTES = 1
+    bucket = new_bucket(s3)
+    good = ",".join(json.dumps({"text": f"item {i}"}) for i in range(1200))
+    put(s3, bucket, "tasks/cut.json", "[" + good + ', {"text": ')
+    storage = create_source(api, s3, bucket, project, prefix="tasks", use_blob_urls=False)
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed_with_errors"
+    assert "tasks/cut.json: not a valid JSON task file" in result["traceback"]
+    assert project.tasks.count() == 1200
+    # Unchanged, it is reported again without being read again; once fixed, only the missing items are added.
+    result = sync(api, storage["id"])
+    assert "tasks/cut.json: not a valid JSON task file" in result["traceback"] and project.tasks.count() == 1200
+    put(s3, bucket, "tasks/cut.json", "[" + good + ', {"text": "the last one"}]')
+    assert sync(api, storage["id"])["status"] == "completed" and project.tasks.count() == 1201
 
 
 # --- media ---------------------------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ Here a sync walks the bucket one listing page at a time and, per page, asks the 
 which keys are already linked, reads new task files concurrently, and bulk-creates the tasks and
 their links. Memory stays bounded by one page, and a re-sync that finds nothing new costs one
 listing pass plus one query per page.
+
+A task file of CORTX_TASK_FILE_STREAM_BYTES or more (a JSONL of millions of rows, a JSON list of a
+gigabyte) is streamed instead: its tasks are created in chunks as it is read, so memory stays bounded
+by one chunk. Until it has been read to the end it is recorded as incomplete, so a sync that failed
+halfway is finished by the next one, which skips the rows that already have tasks.
 """
 
 from __future__ import annotations
@@ -19,10 +24,23 @@ from webhooks.models import WebhookAction
 from webhooks.utils import emit_webhooks_for_instance
 
 from .. import conf
+from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, translated
 from . import reconcile
 from .listing import iter_object_pages, read_ahead
-from .task_files import TASK_FILE_EXTENSIONS, TaskFile, TaskFileError, read_task_data, read_task_file
+from .task_files import (
+    TASK_FILE_EXTENSIONS,
+    TaskFile,
+    TaskFileError,
+    read_task_data,
+    read_task_file,
+    stream_task_file,
+)
 from .tasks import SyncProgress, create_tasks
+
+# Tasks created per transaction while a large task file streams.
+STREAM_CHUNK_ROWS = 1000
+# What a streamed file's problem record says until the file has been read to the end.
+INCOMPLETE = "import not finished (the sync stopped while reading this file); the next sync goes on with it"
 
 
 def _read_new_objects(
@@ -63,31 +81,109 @@ def _read_or_error(storage, key: str, client):
 
 def _revisit_partial_files(storage, link_class, entries: list[dict], progress, started, partial: dict) -> None:
     """Task files of this page that were imported in part: report their bad lines again while unchanged;
-    once changed, read them again and add the rows that have no task yet."""
+    once changed (or never read to the end), read them again and add the rows that have no task yet."""
     by_key = {entry["Key"]: entry for entry in entries}
     known = storage.task_file_problems.filter(key__in=list(by_key))
     for record in known:
         etag = by_key[record.key].get("ETag")
-        if record.etag == etag:
+        if record.etag is not None and record.etag == etag:
             for problem in record.problems:
                 progress.error(f"{record.key}: {problem}")
             continue
-        try:
-            file = read_task_file(storage, record.key)
-        except TaskFileError as exc:
-            progress.error(str(exc))
-            continue
-        linked = set(link_class.objects.filter(storage=storage, key=record.key).values_list("row_index", flat=True))
-        missing = [obj for obj in file.objects if obj.row_index not in linked]
-        created = create_tasks(storage, link_class, missing, progress, {record.key: etag}, started)
-        progress.created += len(created)
-        progress.task_ids_for_webhook.extend(created)
-        if file.problems.count:
-            partial[record.key] = file
-            for problem in file.problems.report():
-                progress.error(f"{record.key}: {problem}")
-        else:
-            record.delete()
+        _import_streamed(storage, link_class, record.key, etag, progress, started)
+
+
+def _import_streamed(storage, link_class, key: str, etag: str | None, progress: SyncProgress, started) -> None:
+    """Create the tasks of one large task file chunk by chunk as it streams, skipping rows that have tasks.
+
+    The file stays recorded as incomplete until its last row: a failure halfway keeps the chunks created so
+    far (linked by row), and the next sync reads the file again and adds only the rows that have no task.
+    """
+    problems_of = storage.task_file_problems
+    problems_of.update_or_create(key=key, defaults={"etag": None, "problems": [INCOMPLETE]})
+    problems = CappedMessages(MAX_REPORTED_ERRORS, "more bad lines")
+    rows = 0
+    try:
+        with translated(storage.s3_endpoint, bucket=storage.bucket, what=f"read of task file {key}"):
+            body = storage.get_client().get_object(Bucket=storage.bucket, Key=key)["Body"]
+        records = _read_translated(storage, key, stream_task_file(body, key, problems))
+        for chunk in _chunks(records, STREAM_CHUNK_ROWS):
+            rows += len(chunk)
+            indexes = [obj.row_index for obj in chunk]
+            linked = set(
+                link_class.objects.filter(storage=storage, key=key, row_index__in=indexes).values_list(
+                    "row_index", flat=True
+                )
+            )
+            new = [obj for obj in chunk if obj.row_index not in linked]
+            created = create_tasks(storage, link_class, new, progress, {key: etag}, started)
+            progress.created += len(created)
+            progress.task_ids_for_webhook.extend(created)
+            _emit_created(storage, progress)
+            storage.info_update_progress(
+                last_sync_count=progress.created, tasks_existed=progress.existed, errors=progress.error_count
+            )
+    except TaskFileError as exc:
+        # The file itself is broken: reported until it changes, not read again meanwhile.
+        progress.error(str(exc))
+        problems_of.filter(key=key).update(etag=etag, problems=[exc.reason, *problems.report()])
+        return
+    except StorageError as exc:
+        # The store failed: the record stays "incomplete" and the next sync goes on with this file.
+        progress.error(f"{key}: {exc}")
+        return
+    if not rows and problems.count:
+        progress.error(f"{key}: no line is a valid task: " + "; ".join(problems.report()[:3]))
+    for problem in problems.report():
+        progress.error(f"{key}: {problem}")
+    if problems.count:
+        problems_of.filter(key=key).update(etag=etag, problems=problems.report())
+    else:
+        problems_of.filter(key=key).delete()
+
+
+def _read_translated(storage, key: str, records):
+    """The records of a streaming body; a failure of the store while reading becomes a StorageError (only the
+    reads are translated: a failure of the database between them is not the store's)."""
+    iterator = iter(records)
+    while True:
+        with translated(storage.s3_endpoint, bucket=storage.bucket, what=f"read of task file {key}"):
+            try:
+                record = next(iterator)
+            except StopIteration:
+                return
+        yield record
+
+
+def _streams(entry: dict) -> bool:
+    """Whether a task file is large enough to be streamed in chunks rather than read whole."""
+    return int(entry.get("Size") or 0) >= conf.task_file_stream_bytes()
+
+
+def _chunks(iterable, size: int):
+    """Lists of ``size`` items; when the source fails, the items read before the failure come first."""
+    chunk = []
+    try:
+        for item in iterable:
+            chunk.append(item)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+    except Exception:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
+
+
+def _emit_created(storage, progress: SyncProgress, force: bool = False) -> None:
+    """Label Studio's TASKS_CREATED webhook, in batches of WEBHOOK_BATCH_SIZE task ids."""
+    if progress.task_ids_for_webhook and (force or len(progress.task_ids_for_webhook) >= settings.WEBHOOK_BATCH_SIZE):
+        emit_webhooks_for_instance(
+            storage.project.organization, storage.project, WebhookAction.TASKS_CREATED, progress.task_ids_for_webhook
+        )
+        progress.task_ids_for_webhook = []
 
 
 def _record_partial_files(storage, partial: dict[str, TaskFile], etags: dict) -> None:
@@ -111,26 +207,22 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
             existing = set(link_class.objects.filter(storage=storage, key__in=keys).values_list("key", flat=True))
             progress.existed += len(existing)
             new_entries = [entry for entry in entries if entry["Key"] not in existing]
+            large = [] if storage.use_blob_urls else [e for e in new_entries if _streams(e)]
             partial: dict[str, TaskFile] = {}
-            objects = _read_new_objects(storage, new_entries, pool, progress, partial)
+            objects = _read_new_objects(storage, [e for e in new_entries if e not in large], pool, progress, partial)
             etags = {entry["Key"]: entry.get("ETag") for entry in entries}
             created = create_tasks(storage, link_class, objects, progress, etags, started)
             progress.created += len(created)
             progress.task_ids_for_webhook.extend(created)
+            for entry in large:
+                _import_streamed(storage, link_class, entry["Key"], entry.get("ETag"), progress, started)
             if existing and not storage.use_blob_urls:
                 _revisit_partial_files(
                     storage, link_class, [e for e in entries if e["Key"] in existing], progress, started, partial
                 )
             if partial:
                 _record_partial_files(storage, partial, etags)
-            if len(progress.task_ids_for_webhook) >= settings.WEBHOOK_BATCH_SIZE:
-                emit_webhooks_for_instance(
-                    storage.project.organization,
-                    storage.project,
-                    WebhookAction.TASKS_CREATED,
-                    progress.task_ids_for_webhook,
-                )
-                progress.task_ids_for_webhook = []
+            _emit_created(storage, progress)
             if storage.sync_remove_missing or storage.sync_update_changed:
                 reconcile.mark_seen(storage, link_class, entries, started, progress)
             storage.info_update_progress(
@@ -142,10 +234,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
 
     if storage.sync_remove_missing:
         reconcile.remove_missing(storage, link_class, started, progress)
-    if progress.task_ids_for_webhook:
-        emit_webhooks_for_instance(
-            storage.project.organization, storage.project, WebhookAction.TASKS_CREATED, progress.task_ids_for_webhook
-        )
+    _emit_created(storage, progress, force=True)
     backfill_fsm_states_for_tasks(storage.id, progress.created, link_class)
     storage.project.update_tasks_states(
         maximum_annotations_changed=False, overlap_cohort_percentage_changed=False, tasks_number_changed=True
