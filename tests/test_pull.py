@@ -929,3 +929,16 @@ def test_interrupted_download_is_resumed(tmp_path, honour_range):
     folder = pull(client, "b", "p", tmp_path, progress=False)
     assert load(folder) == [{"id": 1, "label": "Cat"}]
     assert client.calls[2] == {"Range": "bytes=5-", "IfMatch": '"e"'}
+
+
+# ====================================================================================================================
+# --with-media: bad input is refused with a clear message (the media pull itself: tests/test_pull_media.py)
+# ====================================================================================================================
+
+
+def test_with_media_refuses_a_bad_split_and_formats_without_images(s3, published, tmp_path, capsys):
+    code, _, err = run_cli(capsys, [str(tmp_path), *s3.cli("--bucket", BUCKET, "--with-media", "--split", "0.5,0.4")])
+    assert code == 2 and "invalid split '0.5,0.4'" in err and not any(tmp_path.iterdir())
+    prefix, manifest = published["JSON_MIN"]
+    code, _, err = run_cli(capsys, [str(tmp_path), *s3.cli("--bucket", BUCKET, "--prefix", prefix, "--with-media")])
+    assert code == 2 and "--with-media needs a COCO, VOC or YOLO snapshot; this one is JSON_MIN" in err

@@ -10,20 +10,33 @@ YOLO ...) under ``<prefix>/snapshots/`` (see ``target.snapshots``); a training j
     folder = pull(client, "annotations", "projects/cats", "/data/snapshots")
     coco = load(folder)          # {"images": [...], "annotations": [...], "categories": [...]}
 
+With ``pull_dataset`` (``pull --with-media``) the images of a COCO / VOC / YOLO snapshot come along, verified,
+with the files rewritten to point at them and a fixed train/val split (see docs/snapshots.md).
+
 Parts: ``manifest`` (the snapshot format both sides share), ``client`` (the boto3 client, configured by
 ``connection.config``), ``download`` (listing, manifests, verified resumable download), ``loaders``
-(plain Python structures), ``cli``. May import the standard library, boto3/botocore, tqdm and the
+(plain Python structures), ``sources`` (image references to objects), ``media`` (image downloads and
+``media.json``), ``imageinfo`` (image headers), ``layouts`` (per-format rewriting), ``dataset`` (the
+orchestration, split and imagefolder layout), ``cli``. May import the standard library, boto3/botocore, tqdm and the
 Django-free modules of ``connection`` (config, ca_bundle), nothing else of the plugin.
 """
 
 from .cli import build_pull_parser, main_pull
 from .client import make_client
+from .dataset import Dataset, MediaIncomplete, Sample, assign_split, fetch_media, open_dataset, pull_dataset
 from .download import list_snapshots, pull, read_manifest
 from .errors import ChecksumMismatch, SnapshotError
 from .loaders import load, load_coco, load_csv, load_json, load_voc, load_yolo
 
 __all__ = [
     "ChecksumMismatch",
+    "Dataset",
+    "MediaIncomplete",
+    "Sample",
+    "assign_split",
+    "fetch_media",
+    "open_dataset",
+    "pull_dataset",
     "SnapshotError",
     "build_pull_parser",
     "list_snapshots",

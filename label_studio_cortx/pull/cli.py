@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 
-from ..connection.config import DEFAULT_REGION
+from ..connection.config import DEFAULT_LIMITS, DEFAULT_REGION
 from .client import make_client
+from .dataset import LAYOUT_NAMES, Dataset, MediaIncomplete, fetch_media, open_dataset, parse_split
 from .download import LATEST, list_snapshots, pull
 from .errors import SnapshotError, _endpoint
 from .loaders import read_local_manifest
 from .manifest import snapshots_root
+from .media import DEFAULT_WORKERS
 
 
 def _env(*names: str) -> str | None:
@@ -55,6 +57,35 @@ def build_pull_parser(prog: str = "label-studio-cortx pull") -> argparse.Argumen
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--keep-archives", action="store_true", help="keep the downloaded zip archives")
     parser.add_argument("--force", action="store_true", help="replace DEST/<snapshot id>/ if it holds something else")
+    media = parser.add_argument_group(
+        "media (COCO, VOC and YOLO snapshots)",
+        "--with-media also downloads the images the snapshot's tasks reference into DEST/<snapshot id>/images/ and "
+        "rewrites the annotation files to point at them; media.json records what came from where.",
+    )
+    media.add_argument("--with-media", action="store_true", help="download the images too (verified, resumable)")
+    media.add_argument(
+        "--media-source",
+        action="append",
+        default=[],
+        metavar="s3://BUCKET[/PREFIX]",
+        help="where images named only by file name (VOC, YOLO) are looked up; repeatable",
+    )
+    media.add_argument(
+        "--media-endpoint",
+        action="append",
+        default=[],
+        metavar="BUCKET=URL",
+        help="another endpoint for one source bucket (same credentials and CA options); repeatable",
+    )
+    media.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="images downloaded at once (default: 8)")
+    media.add_argument("--split", default="0.8,0.2", help="train,val[,test] ratios (default: 0.8,0.2)")
+    media.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    media.add_argument(
+        "--layout", choices=LAYOUT_NAMES, default="native", help="imagefolder: also a Hugging Face imagefolder"
+    )
+    media.add_argument(
+        "--allow-missing", action="store_true", help="exit 0 even if images are missing or unreadable (left out)"
+    )
     return parser
 
 
@@ -67,9 +98,23 @@ def _human_size(size: int) -> str:
     return f"{size} B"  # pragma: no cover
 
 
+def _media_summary(data: Dataset) -> str:
+    summary = data.summary()
+    splits = " / ".join(f"{n} {c}" for n, c in summary["splits"].items())
+    line = (
+        f"media: {summary['images']} images ({summary['downloaded']} downloaded, {summary['already_verified']} "
+        f"already verified, {summary['resumed']} resumed, {_human_size(summary['bytes_downloaded'])}), "
+        f"{summary['annotations']} boxes, {len(summary['classes'])} classes, split {splits}"
+    )
+    if summary["problems"]:
+        line += f"; {len(summary['problems'])} missing or unreadable"
+    return line
+
+
 def main_pull(argv: list[str] | None = None) -> int:
     """Entry point of ``label-studio-cortx pull`` (argv without the ``pull`` word). Returns the exit code:
-    0 on success, 2 on usage errors and on :class:`SnapshotError` (printed as ``error: ...`` on stderr)."""
+    0 on success, 1 when ``--with-media`` could not fetch every image (without ``--allow-missing``), 2 on usage
+    errors and on :class:`SnapshotError` (printed as ``error: ...`` on stderr)."""
     parser = build_pull_parser()
     try:
         args = parser.parse_args(argv)
@@ -86,9 +131,16 @@ def main_pull(argv: list[str] | None = None) -> int:
     if not args.list and not args.dest:
         return fail("DEST is required (the folder receiving DEST/<snapshot id>/), unless --list is given")
 
+    if args.workers < 1:
+        return fail(f"--workers must be at least 1, got {args.workers}")
     try:
-        client = make_client(
-            endpoint,
+        parse_split(args.split)  # before any download: a typo must not cost a pull
+    except SnapshotError as exc:
+        return fail(str(exc))
+
+    def connect(url: str) -> object:
+        return make_client(
+            url,
             access_key=args.access_key or _env("AWS_ACCESS_KEY_ID"),
             secret_key=args.secret_key or _env("AWS_SECRET_ACCESS_KEY"),
             session_token=args.session_token or _env("AWS_SESSION_TOKEN"),
@@ -96,7 +148,17 @@ def main_pull(argv: list[str] | None = None) -> int:
             ca_bundle=args.ca_bundle,
             verify=not args.no_verify_tls,
             path_style=not args.virtual_host_style,
+            max_pool_connections=max(args.workers, DEFAULT_LIMITS.max_pool_connections),
         )
+
+    try:
+        client = connect(endpoint)
+        overrides = {}
+        for item in args.media_endpoint:
+            name, sep, url = item.partition("=")
+            if not sep or not name or not url:
+                return fail(f"--media-endpoint {item!r}: expected BUCKET=URL")
+            overrides[name] = connect(url)
         if args.list:
             snapshots = list_snapshots(client, args.bucket, args.prefix)
             for ts in snapshots:
@@ -124,10 +186,30 @@ def main_pull(argv: list[str] | None = None) -> int:
                 f"{len(manifest.files)} file(s), {_human_size(manifest.total_size)}, "
                 f"{manifest.task_count} tasks, {manifest.annotation_count} annotations"
             )
+        if args.with_media:
+            try:
+                data = fetch_media(
+                    folder,
+                    client,
+                    media_sources=args.media_source,
+                    clients=overrides,
+                    workers=args.workers,
+                    split=args.split,
+                    seed=args.seed,
+                    layout=args.layout,
+                    allow_missing=args.allow_missing,
+                    progress=not args.no_progress,
+                )
+            except MediaIncomplete as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                print(_media_summary(open_dataset(folder)))
+                return 1
+            for problem in data.problems:  # --allow-missing: still never silent
+                print(f"warning: left out: {problem.error}", file=sys.stderr)
+            print(_media_summary(data))
         return 0
     except SnapshotError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-

@@ -40,6 +40,7 @@ def make_client(
     connect_timeout: float = DEFAULT_LIMITS.connect_timeout,
     read_timeout: float = DEFAULT_LIMITS.read_timeout,
     max_attempts: int = DEFAULT_LIMITS.max_attempts,
+    max_pool_connections: int = DEFAULT_LIMITS.max_pool_connections,
 ) -> Any:
     """Create a boto3 S3 client suited to CORTX and other S3-compatible stores.
 
@@ -56,6 +57,7 @@ def make_client(
     :param connect_timeout: seconds to wait for a connection
     :param read_timeout: seconds to wait for data on an open connection
     :param max_attempts: total attempts per request (standard retry mode)
+    :param max_pool_connections: connections kept open; at least the media download's worker count
 
     The client signs with SigV4 and computes / validates the new flexible checksums only when an operation
     requires them: CORTX rejects the ``x-amz-checksum-*`` headers that boto3 >= 1.36 sends by default.
@@ -80,7 +82,7 @@ def make_client(
     else:
         verify_arg = None  # botocore default: certifi, or AWS_CA_BUNDLE
 
-    limits = ClientLimits(connect_timeout, read_timeout, max_attempts, DEFAULT_LIMITS.max_pool_connections)
+    limits = ClientLimits(connect_timeout, read_timeout, max_attempts, max_pool_connections)
     config = botocore_config(limits, path_style=path_style)
     session = boto3.session.Session()
     return session.client(

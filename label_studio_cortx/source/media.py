@@ -11,6 +11,8 @@ import logging
 import mimetypes
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ..connection import client as client_factory
 from ..connection.errors import StorageError, translated
 
@@ -45,16 +47,39 @@ def presigned_url(storage, url: str) -> str:
     return presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=int(storage.presign_ttl) * 60)
 
 
-def open_stream(storage, uri: str, range_header: str | None = None) -> tuple[Any, str | None, dict]:
+class _NotModified:
+    """The body of an object the browser already has: nothing (the store sent none either)."""
+
+    def iter_chunks(self, chunk_size: int = 1024):
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+def open_stream(
+    storage, uri: str, range_header: str | None = None, if_none_match: str | None = None
+) -> tuple[Any, str | None, dict]:
     """(body, content type, metadata) of an object for Label Studio's media proxy, forwarding a single Range;
-    (None, None, {}) when the store cannot give it (logged; the proxy answers the browser with an error)."""
+    (None, None, {}) when the store cannot give it (logged; the proxy answers the browser with an error).
+
+    ``if_none_match``: the store ETag the browser's cached copy has. The GET is then conditional, and an
+    unchanged object comes back as 304 with no body, from the store to the browser.
+    """
     bucket, key = split_uri(uri)
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if range_header:
         params["Range"] = range_header
+    if if_none_match:
+        params["IfNoneMatch"] = f'"{if_none_match}"'
     try:
         with translated(storage.s3_endpoint or "", bucket=bucket, what="media stream"):
-            response = storage.get_client().get_object(**params)
+            try:
+                response = storage.get_client().get_object(**params)
+            except ClientError as exc:
+                if not if_none_match or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 304:
+                    raise
+                return _NotModified(), None, {"ETag": f'"{if_none_match}"', "StatusCode": 304}
     except StorageError as exc:
         logger.warning("CORTX storage %s: cannot stream %s: %s", storage.pk, uri, exc)
         return None, None, {}
