@@ -36,8 +36,8 @@ DEFAULT_USERNAME = "admin@example.com"
 STARTUP_TIMEOUT = 300.0
 
 # Django's runserver announces the address it really bound; Label Studio moves to the next port when the asked
-# one is busy, so this line (not the asked port) says where the server is.
-_STARTED = re.compile(r"Starting development server at (https?)://([^:/\s]+):(\d+)/")
+# one is busy, so this line (not the asked port) says where the server is. gunicorn says it its own way.
+_STARTED = re.compile(r"(?:Starting development server at|Listening at:) (https?)://([^:/\s]+):(\d+)")
 
 
 class LabelStudioStartError(RuntimeError):
@@ -262,8 +262,13 @@ def start_label_studio(
     log_path: str | os.PathLike[str] | None = None,
     timeout: float = STARTUP_TIMEOUT,
     progress: Callable[[float, str], None] | None = None,
+    gunicorn_workers: int = 0,
 ) -> LabelStudioServer:
     """Start ``label-studio-cortx start`` and wait until it serves ``/health/``.
+
+    ``gunicorn_workers``: serve with gunicorn (``label_studio_cortx.wsgi``, that many worker processes, four
+    threads each), the production server the README documents, instead of Django's development server; the
+    data directory must have been set up by a ``label-studio-cortx start`` before (migrations, the user).
 
     ``data_dir``: Label Studio's data directory (SQLite database, media); a temporary one, removed on stop, when
     not given. ``port``: the port to ask for (a free one when not given); Label Studio moves to the next free port
@@ -305,6 +310,22 @@ def start_label_studio(
         "--data-dir",
         str(data_path),
     ]
+    if gunicorn_workers:
+        env["DJANGO_SETTINGS_MODULE"] = "label_studio_cortx.settings"
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "label_studio_cortx.wsgi",
+            "--bind",
+            f"{host}:{asked_port}",
+            "--workers",
+            str(gunicorn_workers),
+            "--threads",
+            "4",
+            "--timeout",
+            "120",
+        ]
     with open(log_file, "ab") as log:
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting Label Studio on port {asked_port}\n".encode())
         log.flush()

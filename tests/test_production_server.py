@@ -1,0 +1,118 @@
+"""The production set-up the README documents: gunicorn (label_studio_cortx.wsgi, several worker processes), Redis,
+and a separate RQ worker process, all with the plugin's settings module and one SQLite database.
+
+A source sync and a save-time export both run on the RQ worker; media streams through the CORTX proxy of a
+gunicorn worker, and a repeat view of an unchanged image is answered 304 (the store's conditional GET).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from label_studio_cortx.devservers.ls_server import server_env, start_label_studio
+
+from .storage_helpers import keys, new_bucket, put, read_json
+
+TOKEN = "production-server-token-1"
+EMAIL = "admin@example.com"
+PASSWORD = "admin-pass-123"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+LABEL_CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<Choices name="c" toName="image"><Choice value="cat"/><Choice value="dog"/></Choices></View>'
+)
+RESULT = [{"from_name": "c", "to_name": "image", "type": "choices", "value": {"choices": ["cat"]}}]
+IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200
+
+
+@pytest.fixture
+def redis_db():
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("Redis is not running on 127.0.0.1:6379 (make test starts it)")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    yield REDIS_URL
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def _rqworker(data_dir, s3) -> subprocess.CompletedProcess:
+    """`python -m label_studio.manage rqworker low default --burst`, as the README's worker command."""
+    env = server_env(
+        data_dir,
+        username=EMAIL,
+        password=PASSWORD,
+        trusted_endpoints=[s3.url],
+        extra_env={"DJANGO_SETTINGS_MODULE": "label_studio_cortx.settings", "CORTX_REDIS_URL": REDIS_URL},
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "label_studio.manage", "rqworker", "low", "default", "--burst"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_gunicorn_with_redis_and_an_rq_worker_syncs_exports_and_proxies_media(s3_http, tmp_path, redis_db):
+    s3 = s3_http
+    bucket = new_bucket(s3)
+    put(s3, bucket, "images/cat.png", IMAGE, content_type="image/png")
+    data_dir = tmp_path / "ls"
+    common = {
+        "data_dir": data_dir,
+        "username": EMAIL,
+        "password": PASSWORD,
+        "token": TOKEN,
+        "trusted_endpoints": [s3.url],
+        "extra_env": {"CORTX_REDIS_URL": REDIS_URL},
+    }
+    # The first start sets the data directory up (migrations, the user and its token), as an admin's first run.
+    start_label_studio(**common).stop()
+
+    with start_label_studio(**common, gunicorn_workers=2) as server:
+        assert "Booting worker" in server.log_tail(200)
+        api = server.api()
+        project = api.post("/api/projects", json={"title": "Production", "label_config": LABEL_CONFIG}).json()
+        connection = {
+            "project": project["id"],
+            "bucket": bucket,
+            "s3_endpoint": s3.url,
+            "aws_access_key_id": s3.access_key,
+            "aws_secret_access_key": s3.secret_key,
+        }
+        source = api.post(
+            "/api/storages/cortx", json={**connection, "title": "images", "prefix": "images", "use_blob_urls": True}
+        ).json()
+        api.post("/api/storages/export/cortx", json={**connection, "title": "annotations", "prefix": "annotations"})
+
+        # With Redis the web process only queues: the worker process runs the sync.
+        assert api.post(f"/api/storages/cortx/{source['id']}/sync").json()["status"] == "queued"
+        worker = _rqworker(data_dir, s3)
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        assert api.get(f"/api/storages/cortx/{source['id']}").json()["status"] == "completed"
+        (task,) = api.get(f"/api/tasks?project={project['id']}").json()["tasks"]
+
+        # Media through a gunicorn worker's CORTX proxy; the repeat view is a 304 from the store's ETag.
+        url = task["data"]["image"]
+        assert "/resolve/" in url
+        first = api.get(url)
+        assert first.status_code == 200 and first.content == IMAGE
+        again = api.get(url, headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304 and again.content == b""
+
+        # A save queues its export on the default queue; the worker writes it to the target bucket.
+        annotation = api.post(f"/api/tasks/{task['id']}/annotations/", json={"result": RESULT}).json()
+        deadline = time.monotonic() + 60
+        while not redis.Redis.from_url(REDIS_URL).llen("rq:queue:default") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        worker = _rqworker(data_dir, s3)
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        assert keys(s3, bucket, "annotations/") == [f"annotations/{annotation['id']}"]
+        assert read_json(s3, bucket, f"annotations/{annotation['id']}")["result"] == RESULT
+        assert s3.secret_key not in worker.stdout + worker.stderr + server.log_tail(2000)
