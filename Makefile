@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 PG_TESTS := tests/test_api.py tests/test_source_sync.py tests/test_background.py tests/test_target_snapshots.py
 
-.PHONY: demo test lint run
+.PHONY: demo test lint run bench-smoke
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: $(BIN)/activate
 	CORTX_REQUIRE_REAL_STORES=1 $(BIN)/python -m pytest
 	# The database-facing tests again on PostgreSQL (Label Studio's server-scale database).
 	DJANGO_DB=postgresql POSTGRE_HOST=127.0.0.1 POSTGRE_NAME=postgres $(BIN)/python -m pytest $(PG_TESTS)
+	$(MAKE) bench-smoke
+
+# One small benchmark run per S3 server (one on PostgreSQL), so the script cannot rot; timings are not checked
+# here (the full matrix, docs/performance.md, runs for an hour or more on a quiet machine).
+bench-smoke:
+	$(BIN)/python benchmarks/bench_sync.py --quick --server moto --sizes 1000 --tasks-size 200 --export-size 200 --no-doc
+	$(BIN)/python benchmarks/bench_sync.py --quick --server seaweedfs --db postgresql --sizes 1000 --tasks-size 200 --export-size 200 --no-doc
+	$(BIN)/python benchmarks/bench_sync.py --quick --server rgw --sizes 1000 --tasks-size 200 --export-size 200 --no-doc
 
 # Label Studio with the plugin against your own store (see README "Use your own CORTX endpoint").
 run: $(BIN)/activate

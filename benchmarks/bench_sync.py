@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """Import-sync and export benchmark: Label Studio's S3 storage vs. the CORTX storage vs. the server's floor.
 
-One run, on one machine, against one local S3 endpoint (moto's server, real HTTP, SigV4 authentication):
+One run, on one machine, against one local S3 server (``--server``: moto's server, SeaweedFS or Ceph RGW, real
+HTTP, SigV4 authentication) and one database (``--db``: SQLite files, or PostgreSQL on 127.0.0.1):
 
-1. start moto and seed the buckets once (files-mode buckets at every size, one bucket of JSON task files);
-2. migrate one template SQLite database;
+1. start the server and seed the buckets once (files-mode buckets at every size, one bucket of JSON task files);
+2. migrate one template database (a SQLite file, or a PostgreSQL database used as ``CREATE DATABASE ... TEMPLATE``);
 3. run every scenario in its own subprocess (this script again, with ``--scenario``), each on a fresh copy of
    the template database, so that peak RSS and database state are per scenario;
-4. print the results and write them between the result markers of ``docs/performance.md``.
+4. print the results and write them between the result markers of ``docs/performance.md`` for that server and
+   database (one section per pair).
 
 Scenarios (``<n>`` is a size such as 10k):
 
@@ -27,6 +29,7 @@ Usage (from the repository root, in the project's virtualenv)::
 
     python benchmarks/bench_sync.py --quick                 # smoke run, sizes / 10, prints only
     python benchmarks/bench_sync.py                         # full run, writes docs/performance.md
+    python benchmarks/bench_sync.py --server rgw --db postgresql   # Ceph RGW and PostgreSQL
 
 This is a script, not a test: nothing here asserts timings.
 """
@@ -58,6 +61,15 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DOC = REPO / "docs" / "performance.md"
 RESULTS_START = "<!-- results:start -->"
 RESULTS_END = "<!-- results:end -->"
+SERVERS = {"moto": "moto server", "seaweedfs": "SeaweedFS", "rgw": "Ceph RGW"}
+DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def result_markers(server: str, db: str) -> tuple[str, str]:
+    """The markers of one server/database section (moto + SQLite keeps the first section's plain markers)."""
+    if (server, db) == ("moto", "sqlite"):
+        return RESULTS_START, RESULTS_END
+    return f"<!-- results:{server}-{db}:start -->", f"<!-- results:{server}-{db}:end -->"
 
 FILES_BUCKET = "bench-files-{size}"
 TASKS_BUCKET = "bench-tasks"
@@ -272,9 +284,106 @@ def base_child_env(work_dir: Path) -> dict[str, str]:
     return env
 
 
-def migrate_template(work_dir: Path, template_cache: Path | None) -> Path:
+class SqliteDatabases:
+    """Per-scenario SQLite files, each a copy of one migrated template."""
+
+    kind = "sqlite"
+
+    def __init__(self, db_dir: Path) -> None:
+        self.db_dir = db_dir
+        self.template = db_dir / "template.sqlite3"
+
+    def env(self, name: str) -> dict[str, str]:
+        return {"DJANGO_DB": "sqlite", "DATABASE_NAME": str(self.path(name))}
+
+    def path(self, name: str) -> Path:
+        return self.template if name == "template" else self.db_dir / f"{name}.sqlite3"
+
+    def create(self, name: str, source: str = "template") -> None:
+        if not self.path(name).exists():
+            shutil.copyfile(self.path(source), self.path(name))
+
+    def drop(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return f"SQLite files in {db_dir_kind(self.db_dir)}, a fresh copy of one migrated template per scenario"
+
+
+class PostgresDatabases:
+    """Per-scenario PostgreSQL databases on 127.0.0.1 (``POSTGRE_*`` variables), each created from a template."""
+
+    kind = "postgresql"
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.settings = {
+            "POSTGRE_HOST": os.environ.get("POSTGRE_HOST", "127.0.0.1"),
+            "POSTGRE_PORT": os.environ.get("POSTGRE_PORT", "5432"),
+            "POSTGRE_USER": os.environ.get("POSTGRE_USER", "postgres"),
+            "POSTGRE_PASSWORD": os.environ.get("POSTGRE_PASSWORD", "postgres"),
+        }
+        self.created: set[str] = set()
+
+    def _admin(self, sql: str) -> None:
+        import psycopg  # Label Studio's PostgreSQL driver
+
+        with psycopg.connect(
+            host=self.settings["POSTGRE_HOST"],
+            port=int(self.settings["POSTGRE_PORT"]),
+            user=self.settings["POSTGRE_USER"],
+            password=self.settings["POSTGRE_PASSWORD"],
+            dbname="postgres",
+            autocommit=True,
+        ) as conn:
+            conn.execute(sql)
+
+    def name(self, name: str) -> str:
+        return f"bench_{self.tag}_{name}".lower()[:63]
+
+    def env(self, name: str) -> dict[str, str]:
+        return {"DJANGO_DB": "postgresql", "POSTGRE_NAME": self.name(name), **self.settings}
+
+    def create(self, name: str, source: str | None = "template") -> None:
+        if name in self.created:
+            return
+        template = f" TEMPLATE {self.name(source)}" if source else ""
+        self._admin(f"CREATE DATABASE {self.name(name)}{template}")
+        self.created.add(name)
+
+    def drop(self, name: str) -> None:
+        self._admin(f"DROP DATABASE IF EXISTS {self.name(name)}")
+        self.created.discard(name)
+
+    def drop_all(self) -> None:
+        for name in list(self.created):
+            with contextlib.suppress(Exception):
+                self.drop(name)
+
+    def describe(self) -> str:
+        return (
+            f"PostgreSQL at {self.settings['POSTGRE_HOST']}:{self.settings['POSTGRE_PORT']}, a fresh database "
+            "per scenario (CREATE DATABASE ... TEMPLATE of one migrated database)"
+        )
+
+
+def migrate_template(work_dir: Path, template_cache: Path | None, databases=None) -> Path:
     """A migrated SQLite database to copy for each scenario (migrating takes about a minute)."""
-    template = work_dir / "template.sqlite3"
+    if isinstance(databases, PostgresDatabases):
+        log("migrating the template database (PostgreSQL)")
+        databases.create("template", source=None)
+        env = {**base_child_env(work_dir), **databases.env("template")}
+        with open(work_dir / "logs" / "migrate.log", "wb") as out:
+            subprocess.run(
+                [sys.executable, "-m", "django", "migrate", "--noinput"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+            )
+        return Path(databases.name("template"))
+    template = databases.path("template") if databases is not None else work_dir / "template.sqlite3"
     if template_cache is not None and template_cache.exists():
         shutil.copyfile(template_cache, template)
         log(f"template database copied from {template_cache}; applying any new migrations")
@@ -299,6 +408,17 @@ def migrate_template(work_dir: Path, template_cache: Path | None) -> Path:
     return template
 
 
+def server_pid(endpoint) -> int:
+    """The pid of the process serving S3 (moto, weed, radosgw), for its CPU seconds; 0 when unknown."""
+    process = getattr(endpoint, "process", None)
+    if process is not None and getattr(endpoint, "server", "moto") in ("moto", "SeaweedFS"):
+        return process.pid
+    with contextlib.suppress(OSError, subprocess.CalledProcessError, ValueError):
+        found = subprocess.run(["pgrep", "-f", "radosgw"], capture_output=True, text=True, check=True).stdout.split()
+        return int(found[0])
+    return process.pid if process is not None else 0
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a running process (from /proc; 0 where unavailable)."""
     try:
@@ -308,16 +428,13 @@ def process_cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def run_scenario(
-    scenario: Scenario, *, endpoint, work_dir: Path, template: Path, db_path: Path, args, plan: Plan
-) -> dict[str, Any]:
-    if not db_path.exists():
-        shutil.copyfile(template, db_path)
+def run_scenario(scenario: Scenario, *, endpoint, work_dir: Path, databases, args, plan: Plan) -> dict[str, Any]:
+    databases.create(scenario.name)
     config = {
         "scenario": asdict(scenario),
         "endpoint": {"url": endpoint.url, "access_key": endpoint.access_key, "secret_key": endpoint.secret_key},
         "image_bucket": FILES_BUCKET.format(size=min(plan.files_sizes)),
-        "moto_pid": endpoint.process.pid if endpoint.process else 0,
+        "moto_pid": server_pid(endpoint),
         "workers": args.workers,
         "timeout": args.scenario_timeout,
         "cortx_settings": dict(item.split("=", 1) for item in args.cortx_setting),
@@ -328,8 +445,7 @@ def run_scenario(
     config_path.write_text(json.dumps(config))
     config_path.chmod(0o600)  # holds the (throw-away) moto secret key
 
-    env = base_child_env(work_dir)
-    env["DATABASE_NAME"] = str(db_path)
+    env = {**base_child_env(work_dir), **databases.env(scenario.name)}
     if scenario.kind == "ls":
         # Label Studio's S3 storage refuses private and loopback endpoints while SSRF protection is on.
         env["SSRF_PROTECTION_ENABLED"] = "false"
@@ -581,7 +697,7 @@ def django_setup(sc: dict, cfg: dict) -> QueryCounter:
         from label_studio_cortx import conf
 
         # Every pool of the plugin gets the same size as the floor's (and as Label Studio's fixed 8 threads).
-        for name in conf.DEFAULTS:
+        for name in (setting.name for setting in conf.TABLE):
             if name.endswith("_WORKERS"):
                 setattr(settings, name, cfg["workers"])
         for name, value in cfg["cortx_settings"].items():
@@ -824,7 +940,7 @@ def plugin_source_hash() -> str:
 
 
 def machine_info(
-    moto_url: str, db_dir: Path, loads: tuple[float, float], source_hashes: tuple[str, str]
+    endpoint, databases, loads: tuple[float, float], source_hashes: tuple[str, str]
 ) -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -866,8 +982,9 @@ def machine_info(
         "boto3 / botocore": f"{version('boto3')} / {version('botocore')}",
         "moto": version("moto"),
         "SQLite": sqlite3.sqlite_version,
-        "S3 endpoint": f"moto server at {moto_url} (HTTP, SigV4 auth, same process for all scenarios)",
-        "Databases": f"SQLite files in {db_dir_kind(db_dir)}, a fresh copy of one migrated template per scenario",
+        "S3 endpoint": f"{getattr(endpoint, 'server', 'moto')} {getattr(endpoint, 'version', '')} at {endpoint.url} "
+        "(HTTP, SigV4 auth, the same server for all scenarios)",
+        "Databases": databases.describe(),
         "Load average (1 min)": f"{loads[0]:.1f} at the start of the run, {loads[1]:.1f} at the end",
         "Date (end of run)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -1024,8 +1141,11 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def render(results, plan, machine, command, args, seed_seconds, wall_seconds) -> str:
     cortx_settings = [f"`CORTX_*_WORKERS={args.workers}`"] + [f"`{s}`" for s in args.cortx_setting]
+    start, end = result_markers(args.server, args.db)
     parts = [
-        RESULTS_START,
+        start,
+        f"### {SERVERS[args.server]}, {DATABASES[args.db]}",
+        "",
         "<!-- Generated by benchmarks/bench_sync.py; edits between these markers are overwritten. -->",
         "",
         "**Command** (from the repository root, in the project's virtualenv):",
@@ -1055,13 +1175,13 @@ def render(results, plan, machine, command, args, seed_seconds, wall_seconds) ->
         ),
         "",
         "**Every scenario**, over the timed part: SQL statements on every database connection (the sync's own "
-        "thread included); CPU seconds of the scenario's process and of the moto server; the 1-minute load average "
-        f"at its start and end (the machine has {len(os.sched_getaffinity(0))} CPUs; the scenario and moto "
+        "thread included); CPU seconds of the scenario's process and of the S3 server; the 1-minute load average "
+        f"at its start and end (the machine has {len(os.sched_getaffinity(0))} CPUs; the scenario and the server "
         "account for up to 2 of the load, more means other processes competed for the CPUs).",
         "",
         md_table(
             ["Scenario", "Objects", "Seconds", "Per second", "Tasks created", "SQL (per object)", "CPU s"]
-            + ["moto CPU s", "Peak RSS MB", "Load"],
+            + ["server CPU s", "Peak RSS MB", "Load"],
             detail_rows(results),
         ),
     ]
@@ -1069,7 +1189,7 @@ def render(results, plan, machine, command, args, seed_seconds, wall_seconds) ->
     if failures:
         parts += ["", "**Failed scenarios**", ""]
         parts += [f"* `{name}`: {r.get('error', 'no result')}" for name, r in failures.items()]
-    parts.append(RESULTS_END)
+    parts.append(end)
     return "\n".join(parts)
 
 
@@ -1085,12 +1205,17 @@ written by the script; the rest of this page is maintained by hand.
 
 
 def write_doc(path: Path, section: str) -> None:
+    start, end = section.splitlines()[0], section.splitlines()[-1]
     if path.exists():
         text = path.read_text()
-        if RESULTS_START in text and RESULTS_END in text:
-            head, rest = text.split(RESULTS_START, 1)
-            _, tail = rest.split(RESULTS_END, 1)
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            _, tail = rest.split(end, 1)
             path.write_text(head + section + tail)
+            return
+        if RESULTS_END in text:  # a new server/database section goes after the first one
+            head, tail = text.split(RESULTS_END, 1)
+            path.write_text(head + RESULTS_END + "\n\n" + section + tail)
             return
         path.write_text(text.rstrip() + "\n\n## Results\n\n" + section + "\n")
         return
@@ -1103,12 +1228,30 @@ def write_doc(path: Path, section: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def start_server(server: str, work_dir: Path):
+    """The S3 server of the run, from the dev servers the tests use."""
+    if server == "seaweedfs":
+        from label_studio_cortx.devservers.seaweedfs import start_seaweedfs
+
+        return start_seaweedfs()
+    if server == "rgw":
+        from label_studio_cortx.devservers.ceph_rgw import start_ceph_rgw
+
+        # Ceph's memstore holds every object in RAM: room for the 100k files bucket and the exports.
+        return start_ceph_rgw(memstore_bytes=4 << 30)
+    from label_studio_cortx.devservers.moto_server import start_moto
+
+    return start_moto(tmp_dir=work_dir / "moto")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="See benchmarks/README.md.")
     parser.add_argument("--sizes", default="10000,100000", help="files-mode sizes (default: %(default)s)")
     parser.add_argument("--tasks-size", default="10000", help="JSON task files for tasks mode (default: %(default)s)")
     parser.add_argument("--export-size", default="5000", help="annotations to export (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=8, help="pool size of the floor and of CORTX (default: 8)")
+    parser.add_argument("--server", choices=sorted(SERVERS), default="moto", help="S3 server (default: moto)")
+    parser.add_argument("--db", choices=sorted(DATABASES), default="sqlite", help="database (default: sqlite)")
     parser.add_argument(
         "--skip-label-studio-at",
         default="100000",
@@ -1153,7 +1296,6 @@ def main(argv: list[str] | None = None) -> int:
     args.keep_work_dir = args.keep_work_dir or args.profile
 
     sys.path.insert(0, str(REPO))
-    from label_studio_cortx.devservers.moto_server import start_moto
 
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]])
     plan = build_plan(args)
@@ -1180,29 +1322,31 @@ def main(argv: list[str] | None = None) -> int:
 
     run_start = time.perf_counter()
     results: dict[str, dict] = {}
-    endpoint = start_moto(tmp_dir=work_dir / "moto")
+    databases = SqliteDatabases(db_dir) if args.db == "sqlite" else PostgresDatabases(f"{os.getpid()}")
+    endpoint = start_server(args.server, work_dir)
     try:
-        log(f"moto at {endpoint.url} (pid {endpoint.process.pid if endpoint.process else '?'})")
+        log(f"{args.server} at {endpoint.url} (pid {server_pid(endpoint) or '?'})")
         seed_seconds = seed(endpoint, plan)
-        template = migrate_template(work_dir, Path(args.template_db).resolve() if args.template_db else None)
-        resync_db = None
+        migrate_template(work_dir, Path(args.template_db).resolve() if args.template_db else None, databases)
+        resync_source = None
         for scenario in scenarios:
-            db_path = db_dir / f"{scenario.name}.sqlite3"
-            if scenario.op == "resync" and resync_db is not None:
-                shutil.copyfile(resync_db, db_path)  # the state the files-mode sync left behind
+            if scenario.op == "resync" and resync_source is not None:
+                databases.create(scenario.name, source=resync_source)  # the state the files-mode sync left behind
             log(f"running {scenario.name}")
             results[scenario.name] = run_scenario(
-                scenario, endpoint=endpoint, work_dir=work_dir, template=template, db_path=db_path, args=args, plan=plan
+                scenario, endpoint=endpoint, work_dir=work_dir, databases=databases, args=args, plan=plan
             )
             if scenario.kind == "cortx" and scenario.op == "files" and scenario.size == plan.resync_size:
-                resync_db = db_path if ok(results[scenario.name]) else None
+                resync_source = scenario.name if ok(results[scenario.name]) else None
             elif not args.keep_work_dir:
-                db_path.unlink(missing_ok=True)
+                databases.drop(scenario.name)
     finally:
         endpoint.stop()
+        if isinstance(databases, PostgresDatabases) and not args.keep_work_dir:
+            databases.drop_all()
     wall = time.perf_counter() - run_start
 
-    machine = machine_info(endpoint.url, db_dir, (load_start, load_average()), (source_start, plugin_source_hash()))
+    machine = machine_info(endpoint, databases, (load_start, load_average()), (source_start, plugin_source_hash()))
     section = render(results, plan, machine, command, args, seed_seconds, wall)
     print()
     print(section)
