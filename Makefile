@@ -35,6 +35,7 @@ bench-smoke:
 	$(BIN)/python benchmarks/bench_sync.py --quick --server moto --sizes 1000 --tasks-size 200 --export-size 200 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server seaweedfs --db postgresql --sizes 1000 --tasks-size 200 --export-size 200 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server rgw --sizes 1000 --tasks-size 200 --export-size 200 --no-doc
+	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 1,4
 
 # Label Studio with the plugin against your own store (see README "Use your own CORTX endpoint").
 run: $(BIN)/activate
