@@ -130,3 +130,27 @@ def test_untrusted_private_endpoint_is_blocked_before_connecting(settings):
     settings.CORTX_TRUSTED_ENDPOINTS = []
     with pytest.raises(endpoints.EndpointError, match="CORTX_TRUSTED_ENDPOINTS"):
         get_client(ConnectionConfig.build("http://127.0.0.1:9"))
+
+
+def test_store_failures_are_translated_once_logged_with_their_traceback_and_not_chained(caplog):
+    from botocore.exceptions import ClientError
+
+    from label_studio_cortx.connection.errors import StorageConnectionError, StorageError, translated
+
+    reply = {"Error": {"Code": "SignatureDoesNotMatch", "Message": "<html>foreign page</html>"}}
+    caplog.set_level("INFO", logger="label_studio_cortx.connection.errors")
+    with pytest.raises(StorageConnectionError) as raised:
+        with translated("http://user:pw@s3.example.com:8000", bucket="b", what="listing"):
+            raise ClientError(reply, "ListObjectsV2")
+    assert "secret access key is wrong" in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    (record,) = [r for r in caplog.records if "listing" in r.getMessage()]
+    assert record.exc_info and isinstance(record.exc_info[1], ClientError)
+    assert "pw" not in record.getMessage()
+
+    # A domain error passes through untouched and is not logged again.
+    caplog.clear()
+    with pytest.raises(StorageError, match="^as it was$"):
+        with translated("http://s3.example.com", what="listing"):
+            raise StorageError("as it was")
+    assert caplog.records == []

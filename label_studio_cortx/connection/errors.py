@@ -78,17 +78,26 @@ class StorageConnectionError(StorageError):
 def translated(endpoint: str | None, *, bucket: str | None = None, what: str = "store request") -> Iterator[None]:
     """Run a store call: any failure leaves as a :class:`StorageConnectionError` with :func:`describe`'s message.
 
-    The original exception is logged once here with its traceback, and not chained to the raised error:
-    Label Studio shows a failed sync's traceback to users, and a foreign reply must not reach them.
+    The original exception is logged once (:func:`storage_error`) and not chained to the raised error: Label
+    Studio shows a failed sync's traceback to users, and a foreign reply must not reach them.
     """
     try:
         yield
     except StorageError:
         raise
     except Exception as exc:
-        error = StorageConnectionError(describe(exc, endpoint=endpoint or "", bucket=bucket))
-        logger.info("CORTX %s to %s failed: %s", what, display(endpoint or ""), error, exc_info=exc)
-        raise error from None
+        raise storage_error(exc, endpoint, bucket=bucket, what=what) from None
+
+
+def storage_error(
+    exc: BaseException, endpoint: str | None, *, bucket: str | None = None, what: str = "store request"
+) -> StorageError:
+    """The user-facing error for a store failure; logs the original once, with its traceback."""
+    if isinstance(exc, StorageError):
+        return exc
+    error = StorageConnectionError(describe(exc, endpoint=endpoint or "", bucket=bucket))
+    logger.info("CORTX %s to %s failed: %s", what, display(endpoint or ""), error, exc_info=exc)
+    return error
 
 
 def chain(exc: BaseException) -> Iterator[BaseException]:

@@ -17,7 +17,7 @@ from django.conf import settings
 from tasks.models import Annotation
 
 from .. import conf
-from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, describe, translated
+from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, storage_error, translated
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,8 @@ def save_annotations(storage, annotations) -> None:
                 future.result()
                 written.append(annotation.pk)
             except Exception as exc:
-                message = describe(exc, endpoint=storage.s3_endpoint or "", bucket=storage.bucket)
-                errors.add(f"Annotation {annotation.pk}: {message}")
+                error = storage_error(exc, storage.s3_endpoint, bucket=storage.bucket, what="annotation upload")
+                errors.add(f"Annotation {annotation.pk}: {error}")
         link_class.objects.bulk_create(
             [link_class(storage=storage, annotation_id=pk) for pk in written],
             update_conflicts=True,
