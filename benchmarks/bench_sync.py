@@ -21,6 +21,8 @@ Scenarios (``<n>`` is a size such as 10k):
 * ``ls_export_<n>``    Label Studio's S3 target storage, a sync of ``<n>`` annotations
 * ``cortx_files_<n>``, ``cortx_tasks_<n>``, ``cortx_export_<n>``: the same with the CORTX storages
 * ``cortx_resync_<n>`` a second sync of the ``<n>``-object files bucket with nothing changed
+* ``cortx_jsonl_<n>``  tasks mode on one JSONL file of ``<n>`` rows (10k and ``--jsonl-rows``): peak RSS must not
+  grow with the file (it streams, tasks created in chunks)
 
 A storage scenario times what Label Studio's sync API does (``validate_connection()`` then ``sync()``), and then
 waits until the storage's status says the sync finished, because a CORTX sync may go on in a background thread.
@@ -71,10 +73,13 @@ def result_markers(server: str, db: str) -> tuple[str, str]:
         return RESULTS_START, RESULTS_END
     return f"<!-- results:{server}-{db}:start -->", f"<!-- results:{server}-{db}:end -->"
 
+
 FILES_BUCKET = "bench-files-{size}"
 TASKS_BUCKET = "bench-tasks"
 PUT_BUCKET = "bench-floor-put"
 EXPORT_BUCKET = "bench-export-{kind}"
+JSONL_BUCKET = "bench-jsonl-{rows}"
+JSONL_SMALL = 10_000
 SEED_WORKERS = 8
 FILE_BODY = b"\xff\xd8\xff\xe0" + b"\x00" * 60  # 64 bytes: files mode never reads the object
 
@@ -145,6 +150,11 @@ class Plan:
     ls_sizes: list[int]
     tasks_size: int
     export_size: int
+    jsonl_rows: int = 0
+
+    @property
+    def jsonl_sizes(self) -> list[int]:
+        return sorted({min(JSONL_SMALL, self.jsonl_rows), self.jsonl_rows}) if self.jsonl_rows else []
 
     @property
     def files_sizes(self) -> list[int]:
@@ -181,6 +191,10 @@ class Plan:
             Scenario(f"cortx_tasks_{size_label(t)}", "cortx", "tasks", t, TASKS_BUCKET),
             Scenario(f"cortx_export_{size_label(e)}", "cortx", "export", e, EXPORT_BUCKET.format(kind="cortx")),
         ]
+        out += [
+            Scenario(f"cortx_jsonl_{size_label(n)}", "cortx", "jsonl", n, JSONL_BUCKET.format(rows=n))
+            for n in self.jsonl_sizes
+        ]
         return out
 
 
@@ -197,6 +211,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         ls_sizes=sorted(set(ls_sizes)),
         tasks_size=max(1, parse_sizes(args.tasks_size)[0] // div),
         export_size=max(1, parse_sizes(args.export_size)[0] // div),
+        jsonl_rows=parse_sizes(args.jsonl_rows)[0] // div if args.jsonl_rows else 0,
     )
 
 
@@ -252,6 +267,18 @@ def seed(endpoint, plan: Plan) -> dict[str, float]:
     fill(TASKS_BUCKET, plan.tasks_size, task_key, lambda i: task_body(i, image_bucket), "application/json")
     for bucket in (PUT_BUCKET, EXPORT_BUCKET.format(kind="ls"), EXPORT_BUCKET.format(kind="cortx")):
         client.create_bucket(Bucket=bucket)
+    for rows in plan.jsonl_sizes:
+        bucket = JSONL_BUCKET.format(rows=rows)
+        client.create_bucket(Bucket=bucket)
+        start = time.perf_counter()
+        with tempfile.TemporaryFile() as body:
+            for i in range(rows):
+                body.write(task_body(i, image_bucket) + b"\n")
+            size = body.tell()
+            body.seek(0)
+            client.upload_fileobj(body, bucket, "tasks/big.jsonl")
+        timings[bucket] = time.perf_counter() - start
+        log(f"seeded {bucket}: one JSONL file of {rows} rows ({size / 1024 / 1024:.0f} MiB)")
     return timings
 
 
@@ -802,7 +829,7 @@ def run_import(sc: dict, cfg: dict, counter: QueryCounter) -> dict[str, Any]:
 
     model = S3ImportStorage if sc["kind"] == "ls" else CortxImportStorage
     n = sc["size"]
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"prefix": "tasks"} if sc["op"] == "jsonl" else {}
     storage = None
     if sc["op"] == "resync":
         # The database of the first sync (cortx_files_<n>) when the parent could hand it over.
@@ -825,7 +852,9 @@ def run_import(sc: dict, cfg: dict, counter: QueryCounter) -> dict[str, Any]:
             presign=False,
             recursive_scan=True,
             **storage_kwargs(sc, cfg),
+            **extra,
         )
+        extra = {}
     tasks_before = project.tasks.count()
     result = timed_sync(storage, counter, cfg)
     tasks_after = project.tasks.count()
@@ -939,9 +968,7 @@ def plugin_source_hash() -> str:
     return digest.hexdigest()[:12]
 
 
-def machine_info(
-    endpoint, databases, loads: tuple[float, float], source_hashes: tuple[str, str]
-) -> dict[str, str]:
+def machine_info(endpoint, databases, loads: tuple[float, float], source_hashes: tuple[str, str]) -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1083,6 +1110,33 @@ def target_rows(results: dict[str, dict], plan: Plan) -> list[list[str]]:
 
 
 def rss_rows(results: dict[str, dict], plan: Plan) -> list[list[str]]:
+    return _files_rss_row(results, plan) + _jsonl_rss_row(results, plan)
+
+
+def _jsonl_rss_row(results: dict[str, dict], plan: Plan) -> list[list[str]]:
+    if len(plan.jsonl_sizes) != 2:
+        return []
+    small_rows, large_rows = plan.jsonl_sizes
+    ja = results.get(f"cortx_jsonl_{size_label(small_rows)}")
+    jb = results.get(f"cortx_jsonl_{size_label(large_rows)}")
+    if not (ja and jb and ja.get("peak_rss_mb") and jb.get("peak_rss_mb")):
+        return []
+    grown = jb["peak_rss_mb"] - ja["peak_rss_mb"]
+    return [
+        [
+            f"Peak RSS, one JSONL file of {size_label(large_rows)} vs {size_label(small_rows)} rows",
+            "-",
+            f"{ja['peak_rss_mb']:.0f} MB -> {jb['peak_rss_mb']:.0f} MB ({grown:+.0f} MB)",
+            "-",
+            "-",
+            "-",
+            "<= +100 MB",
+            "yes" if grown <= 100 else f"**no**: +{grown:.0f} MB",
+        ]
+    ]
+
+
+def _files_rss_row(results: dict[str, dict], plan: Plan) -> list[list[str]]:
     small, large = min(plan.sizes), max(plan.sizes)
     a, b = results.get(f"cortx_files_{size_label(small)}"), results.get(f"cortx_files_{size_label(large)}")
     if not (a and b and a.get("peak_rss_mb") and b.get("peak_rss_mb")) or small == large:
@@ -1249,6 +1303,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="10000,100000", help="files-mode sizes (default: %(default)s)")
     parser.add_argument("--tasks-size", default="10000", help="JSON task files for tasks mode (default: %(default)s)")
     parser.add_argument("--export-size", default="5000", help="annotations to export (default: %(default)s)")
+    parser.add_argument(
+        "--jsonl-rows", default="2000000", help="rows of the one large JSONL file (default: %(default)s; 0: none)"
+    )
     parser.add_argument("--workers", type=int, default=8, help="pool size of the floor and of CORTX (default: 8)")
     parser.add_argument("--server", choices=sorted(SERVERS), default="moto", help="S3 server (default: moto)")
     parser.add_argument("--db", choices=sorted(DATABASES), default="sqlite", help="database (default: sqlite)")
