@@ -438,3 +438,313 @@ def test_a_connection_lost_mid_download_is_resumed_by_the_next_pull(s3_http, tmp
     assert (data.stats.downloaded, data.stats.resumed, data.stats.bytes) == (1, 1, len(body) - kept)
     assert (folder / "images" / "big.bmp").read_bytes() == body and not part.exists()
     assert json.loads((folder / "result.json").read_text())["images"][0]["file_name"] == "big.bmp"
+
+
+# --- images on a second S3 server: per-bucket endpoint, credentials and CA -------------------------------------------
+# The snapshot lives on ``s3_http`` (moto, HTTP); some images in a bucket there, the others in a bucket on a second,
+# independent moto over HTTPS with its own private CA and its own IAM key. No credentials are shared between them.
+LOCAL_IMAGES = [("here1.png", 320, 240)]
+REMOTE_IMAGES = [("far1.jpg", 640, 480), ("far2.png", 400, 300)]
+
+
+@pytest.fixture(scope="module")
+def second_s3():
+    from label_studio_cortx.devservers.moto_server import start_moto
+
+    with start_moto(https=True) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No ambient credentials, endpoint or per-bucket media settings leak into the code under test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "CORTX_MEDIA_")) or name in ("CORTX_ENDPOINT", "LABEL_STUDIO_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+def publish_snapshot(client, bucket: str, prefix: str, fmt: str, tasks: list[dict], work: Path) -> None:
+    """A snapshot as the target storage writes it: Label Studio's converter, the archive, manifest, latest.json."""
+    import shutil
+    from importlib.metadata import version as dist_version
+
+    from label_studio_cortx import __version__ as plugin_version
+    from label_studio_cortx.pull import manifest as mf
+    from label_studio_cortx.pull.manifest import ManifestFile, ManifestProject, SnapshotManifest
+    from tests.test_pull import _convert
+
+    ts = mf.new_snapshot_id()
+    out_dir = _convert(fmt, work / f"{fmt}-{ts}", tasks)
+    archive = Path(shutil.make_archive(str(work / f"{fmt}-{ts}" / "pkg" / fmt), "zip", str(out_dir)))
+    entry = ManifestFile.for_file(archive, prefix, ts, name=mf.archive_name(fmt), archive=True)
+    client.put_object(Bucket=bucket, Key=entry.key, Body=archive.read_bytes())
+    manifest = SnapshotManifest(
+        snapshot=ts,
+        created_at=mf.utc_isoformat(),
+        format=fmt,
+        project=ManifestProject(id=7, title="Two servers"),
+        label_studio_version=dist_version("label-studio"),
+        plugin_version=plugin_version,
+        task_count=len(tasks),
+        annotation_count=len(tasks),
+        files=[entry],
+    )
+    client.put_object(Bucket=bucket, Key=mf.manifest_key(prefix, ts), Body=manifest.to_json().encode())
+    client.put_object(Bucket=bucket, Key=mf.latest_key(prefix), Body=manifest.to_json().encode())
+
+
+def box_tasks(uris: list[tuple[str, int, int]]) -> list[dict]:
+    from tests.test_pull import _annotation
+
+    return [
+        {
+            "id": i + 1,
+            "data": {"image": uri},
+            "annotations": [_annotation(100 + i, [box(f"r{i}", 10, 10, 30, 30, "Cat", w, h)])],
+        }
+        for i, (uri, w, h) in enumerate(uris)
+    ]
+
+
+@pytest.fixture
+def two_servers(s3_http, second_s3, clean_env, tmp_path):
+    """A COCO and a VOC snapshot on ``s3_http`` whose images are split between a bucket there and one on
+    ``second_s3``; returns the endpoints, bucket names and the bytes of every image by URI."""
+    from label_studio_cortx.devservers.moto_server import unique_bucket_name
+    from label_studio_cortx.pull import make_client
+
+    primary, other = s3_http, second_s3
+    # The premise: the second server refuses the main credentials (and the main server the second's).
+    for url, key, ca in ((other.url, primary, other.ca_path), (primary.url, other, None)):
+        refused = make_client(url, key.access_key, key.secret_key, ca_bundle=ca, max_attempts=1)
+        with pytest.raises(Exception, match="InvalidAccessKeyId"):
+            refused.list_buckets()
+    snapshots, local = new_bucket(primary, "snap"), new_bucket(primary, "here")
+    remote = unique_bucket_name("far-away.images")  # a dot and dashes: see the CORTX_MEDIA_<BUCKET>_* names
+    other.client().create_bucket(Bucket=remote)
+    bodies = {}
+    for endpoint, bucket, images in ((primary, local, LOCAL_IMAGES), (other, remote, REMOTE_IMAGES)):
+        for name, width, height in images:
+            body = bodies[f"s3://{bucket}/raw/{name}"] = image_bytes(name, width, height, noise=True)
+            endpoint.client().put_object(Bucket=bucket, Key=f"raw/{name}", Body=body)
+    uris = [(f"s3://{local}/raw/{n}", w, h) for n, w, h in LOCAL_IMAGES]
+    uris += [(f"s3://{remote}/raw/{n}", w, h) for n, w, h in REMOTE_IMAGES]
+    for fmt in ("COCO", "VOC"):
+        publish_snapshot(primary.client(), snapshots, f"snap/{fmt.lower()}", fmt, box_tasks(uris), tmp_path / "work")
+    return primary, other, snapshots, local, remote, bodies
+
+
+def test_cli_media_endpoint_reads_a_second_server_with_its_own_credentials_and_ca(
+    two_servers, tmp_path, capsys, monkeypatch
+):
+    from label_studio_cortx.devservers.moto_server import free_port
+    from label_studio_cortx.pull.cli import media_env_name
+
+    primary, other, snapshots, local, remote, bodies = two_servers
+    env = {field: media_env_name(remote, field) for field in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "CA_BUNDLE")}
+    assert (
+        env["ACCESS_KEY_ID"] == "CORTX_MEDIA_" + remote.upper().replace("-", "_").replace(".", "_") + "_ACCESS_KEY_ID"
+    )
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", primary.access_key)  # the main credentials, from the environment
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", primary.secret_key)
+    dest = tmp_path / "dest"
+    far1, far2 = (f"s3://{remote}/raw/{n}" for n, *_ in REMOTE_IMAGES)
+    secrets = (primary.secret_key, other.secret_key)
+
+    def run(*extra: str) -> tuple[int, str, str]:
+        argv = [str(dest), "--endpoint", primary.url, "--bucket", snapshots, "--prefix", "snap/coco", "--no-progress"]
+        code = main_pull([*argv, "--with-media", *extra])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err and not any(s in out + err for s in secrets)
+        return code, out, err
+
+    # No override: the bucket is looked for on the main server; the error names each object and the option.
+    code, out, err = run()
+    assert code == 1, err
+    for uri in (far1, far2):
+        assert f"{uri}: bucket '{remote}' does not exist at {primary.url}; if it lives on another S3 server, " in err
+    assert f"pass --media-endpoint {remote}=URL" in err
+    assert "media: 1 images (1 downloaded" in out and "2 missing or unreadable" in out
+
+    # The override alone reuses the main CA and credentials: the second server's certificate is not trusted ...
+    code, out, err = run("--media-endpoint", f"{remote}={other.url}")
+    assert code == 1, err
+    assert f"TLS connection to {other.url} failed, its certificate is not trusted" in err
+    assert f"while reading {far1}" in err and f"while reading {far2}" in err
+    assert (
+        f"hint: s3://{remote} was read with the --ca-bundle CA; give it its own with the environment variable "
+        f"{env['CA_BUNDLE']}" in err
+    )
+
+    # ... and with its CA, the main credentials are refused there (named by object and endpoint, with the way out).
+    monkeypatch.setenv(env["CA_BUNDLE"], other.ca_path)
+    code, out, err = run("--media-endpoint", f"{remote}={other.url}")
+    assert code == 1, err
+    assert f"access denied (InvalidAccessKeyId) to {far1} at {other.url}" in err
+    assert f"access denied (InvalidAccessKeyId) to {far2} at {other.url}" in err
+    assert f"variables {env['ACCESS_KEY_ID']} and {env['SECRET_ACCESS_KEY']}" in err
+
+    # A wrong URL (nothing listening): every object of that bucket named, no traceback.
+    code, out, err = run("--media-endpoint", f"{remote}=http://127.0.0.1:{free_port()}")
+    assert code == 1, err
+    assert f"unreadable: {far1}: cannot connect to endpoint http://127.0.0.1:" in err and f"unreadable: {far2}: " in err
+
+    # Half of the credentials: refused before anything is downloaded, naming the missing variable.
+    monkeypatch.setenv(env["ACCESS_KEY_ID"], other.access_key)
+    code, out, err = run("--media-endpoint", f"{remote}={other.url}")
+    assert code == 2 and out == ""
+    assert f"{env['ACCESS_KEY_ID']} is set but {env['SECRET_ACCESS_KEY']} is not" in err
+    code, out, err = run("--media-endpoint", f"{remote}")
+    assert code == 2 and f"--media-endpoint '{remote}': expected BUCKET=URL" in err
+
+    # --help documents the variables.
+    assert main_pull(["--help"]) == 0
+    assert "CORTX_MEDIA_<BUCKET>_ACCESS_KEY_ID" in capsys.readouterr().out
+
+    # Its own credentials and CA: everything fetched, the main server's image kept (already verified).
+    monkeypatch.setenv(env["SECRET_ACCESS_KEY"], other.secret_key)
+    code, out, err = run("--media-endpoint", f"{remote}={other.url}")
+    assert code == 0, err
+    assert "media: 3 images (2 downloaded, 1 already verified, 0 resumed" in out
+    folder = only_folder(dest)
+    recorded = {o["uri"]: o for o in media(folder)["objects"]}
+    assert set(recorded) == set(bodies)
+    for uri, body in bodies.items():
+        assert recorded[uri]["status"] == "ok" and (folder / recorded[uri]["path"]).read_bytes() == body
+    coco = json.loads((folder / "result.json").read_text())
+    assert sorted(i["file_name"] for i in coco["images"]) == sorted(n for n, *_ in LOCAL_IMAGES + REMOTE_IMAGES)
+
+
+def test_python_api_clients_per_bucket_read_a_second_server(two_servers, tmp_path):
+    from label_studio_cortx.pull import MediaIncomplete, SnapshotError, fetch_media, make_client, pull, pull_dataset
+
+    primary, other, snapshots, local, remote, bodies = two_servers
+    main = make_client(primary.url, access_key=primary.access_key, secret_key=primary.secret_key)
+    far = make_client(other.url, access_key=other.access_key, secret_key=other.secret_key, ca_bundle=other.ca_path)
+    far_with_main_key = make_client(
+        other.url, access_key=primary.access_key, secret_key=primary.secret_key, ca_bundle=other.ca_path
+    )
+    remote_uris = sorted(u for u in bodies if u.startswith(f"s3://{remote}/"))
+
+    folder = pull(main, snapshots, "snap/coco", tmp_path / "coco", progress=False)
+    with pytest.raises(MediaIncomplete) as missing:
+        fetch_media(folder, main, progress=False)
+    assert sorted(p.uri for p in missing.value.problems) == remote_uris
+    for uri in remote_uris:
+        assert f"{uri}: bucket '{remote}' does not exist at {primary.url}" in str(missing.value)
+        assert f"clients={{'{remote}': make_client(URL, ...)}}" in str(missing.value)
+
+    with pytest.raises(MediaIncomplete) as refused:
+        fetch_media(folder, main, clients={remote: far_with_main_key}, progress=False)
+    for uri in remote_uris:
+        assert f"access denied (InvalidAccessKeyId) to {uri} at {other.url}" in str(refused.value)
+    assert primary.secret_key not in str(refused.value)
+
+    data = fetch_media(folder, main, clients={remote: far}, progress=False)
+    assert (data.stats.downloaded, data.stats.skipped, data.problems) == (2, 1, [])
+    assert {s.source: s.image.read_bytes() for s in data.samples()} == bodies
+
+    # VOC names images by file name only: the media source on the second server is listed through its client.
+    sources = [f"s3://{local}/raw", f"s3://{remote}/raw"]
+    with pytest.raises(SnapshotError, match=f"bucket '{remote}' does not exist at {primary.url}"):
+        pull_dataset(main, snapshots, "snap/voc", tmp_path / "voc", media_sources=sources, progress=False)
+    data = pull_dataset(
+        main, snapshots, "snap/voc", tmp_path / "voc", media_sources=sources, clients={remote: far}, progress=False
+    )
+    assert data.format == "VOC" and data.summary()["images"] == 3 and data.problems == []
+    assert {s.source: s.image.read_bytes() for s in data.samples()} == bodies
+    assert all(len(s.boxes) == 1 and s.boxes[0].label == "Cat" for s in data.samples())
+
+
+# --- progress ---------------------------------------------------------------------------------------------------------
+def run_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """``python -m label_studio_cortx.pull ARGV`` with stderr on a pseudo-terminal (tqdm draws bars only on a
+    terminal); returns the exit code, stdout and everything written to the terminal."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "label_studio_cortx.pull", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+            cwd=repo,
+            timeout=120,
+        )
+    finally:
+        os.close(slave)
+    reader.join(10)
+    os.close(master)
+    return process.returncode, process.stdout.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_with_media_shows_file_and_byte_progress_and_none_with_no_progress(s3_http, clean_env, tmp_path):
+    import os
+
+    from tqdm import tqdm
+
+    from label_studio_cortx.pull.cli import _human_size
+
+    bucket = new_bucket(s3_http, "progress")
+    uris, total = [], 0
+    for i in range(5):
+        name = f"noise{i}.png"
+        body = image_bytes(name, 300, 300, noise=True)  # ~270 KB each: the byte bar has something to count
+        s3_http.client().put_object(Bucket=bucket, Key=f"raw/{name}", Body=body)
+        uris.append((f"s3://{bucket}/raw/{name}", 300, 300))
+        total += len(body)
+    publish_snapshot(s3_http.client(), bucket, "snap/coco", "COCO", box_tasks(uris), tmp_path / "work")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": s3_http.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_http.secret_key,
+        "CORTX_ENDPOINT": s3_http.url,
+    }
+    argv = ["--bucket", bucket, "--prefix", "snap/coco", "--with-media", "--workers", "2"]
+    summary = f"media: 5 images (5 downloaded, 0 already verified, 0 resumed, {_human_size(total)}), 5 boxes"
+
+    code, out, err = run_on_a_terminal([str(tmp_path / "bars"), *argv], env)
+    assert code == 0, err
+    assert summary in out
+    # The last state of each bar (tqdm redraws with \r and cursor moves): every file and every byte counted.
+    states = [s.strip() for s in err.replace("\n", "\r").split("\r")]
+    files = [s for s in states if s.startswith("files:")]
+    size = tqdm.format_sizeof(total, divisor=1024)  # unit_scale: "1.29M/1.29M", the unit only in the rate
+    assert any(s.startswith("files: 100%") and "5/5" in s for s in files), err
+    assert any("media: 100%" in s and f"{size}/{size}" in s for s in states), err
+    assert len(files) >= 2, err  # drawn at 0/5 and redrawn as files completed, not just printed at the end
+    assert s3_http.secret_key not in err + out
+
+    code, out, err = run_on_a_terminal([str(tmp_path / "quiet"), *argv, "--no-progress"], env)
+    assert code == 0, err
+    assert summary in out
+    assert "files:" not in err and "%|" not in err and "\r" not in err.replace("\r\n", "\n"), err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from ..connection.config import DEFAULT_LIMITS, DEFAULT_REGION
@@ -22,6 +23,15 @@ def _env(*names: str) -> str | None:
         if value:
             return value
     return None
+
+
+#: What ``CORTX_MEDIA_<BUCKET>_<WHAT>`` can give a ``--media-endpoint`` bucket instead of the ``--endpoint`` one's.
+MEDIA_ENV_FIELDS = ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN", "CA_BUNDLE")
+
+
+def media_env_name(bucket: str, field: str) -> str:
+    """``CORTX_MEDIA_<BUCKET>_<FIELD>``: the bucket upper-cased, every character but A-Z and 0-9 as ``_``."""
+    return f"CORTX_MEDIA_{re.sub(r'[^A-Z0-9]', '_', bucket.upper())}_{field}"
 
 
 def build_pull_parser(prog: str = "label-studio-cortx pull") -> argparse.ArgumentParser:
@@ -75,7 +85,10 @@ def build_pull_parser(prog: str = "label-studio-cortx pull") -> argparse.Argumen
         action="append",
         default=[],
         metavar="BUCKET=URL",
-        help="another endpoint for one source bucket (same credentials and CA options); repeatable",
+        help="another endpoint for one source bucket; repeatable. Its credentials and CA come from the environment "
+        "variables CORTX_MEDIA_<BUCKET>_ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _SESSION_TOKEN and _CA_BUNDLE (<BUCKET> "
+        "upper-cased, characters other than A-Z and 0-9 as _), e.g. CORTX_MEDIA_RAW_IMAGES_ACCESS_KEY_ID for "
+        "raw-images; without them, those of --endpoint (and --ca-bundle)",
     )
     media.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="images downloaded at once (default: 8)")
     media.add_argument("--split", default="0.8,0.2", help="train,val[,test] ratios (default: 0.8,0.2)")
@@ -111,6 +124,24 @@ def _media_summary(data: Dataset) -> str:
     return line
 
 
+def _media_hints(exc: MediaIncomplete, own: dict[str, set[str]]) -> list[str]:
+    """Advice for --media-endpoint buckets that were refused with the --endpoint credentials or CA."""
+    hints = []
+    for bucket, fields in sorted(own.items()):
+        errors = [p.error or "" for p in exc.problems if p.uri.startswith(f"s3://{bucket}/")]
+        if "ACCESS_KEY_ID" not in fields and any("access denied" in e for e in errors):
+            hints.append(
+                f"s3://{bucket} was read with the --endpoint credentials; give it its own with the environment "
+                f"variables {media_env_name(bucket, 'ACCESS_KEY_ID')} and {media_env_name(bucket, 'SECRET_ACCESS_KEY')}"
+            )
+        if "CA_BUNDLE" not in fields and any("certificate is not trusted" in e for e in errors):
+            hints.append(
+                f"s3://{bucket} was read with the --ca-bundle CA; give it its own with the environment variable "
+                f"{media_env_name(bucket, 'CA_BUNDLE')} (a PEM file path or PEM text)"
+            )
+    return hints
+
+
 def main_pull(argv: list[str] | None = None) -> int:
     """Entry point of ``label-studio-cortx pull`` (argv without the ``pull`` word). Returns the exit code:
     0 on success, 1 when ``--with-media`` could not fetch every image (without ``--allow-missing``), 2 on usage
@@ -138,27 +169,50 @@ def main_pull(argv: list[str] | None = None) -> int:
     except SnapshotError as exc:
         return fail(str(exc))
 
-    def connect(url: str) -> object:
+    def connect(url: str, access_key: str | None, secret_key: str | None, token: str | None, ca: str | None) -> object:
         return make_client(
             url,
-            access_key=args.access_key or _env("AWS_ACCESS_KEY_ID"),
-            secret_key=args.secret_key or _env("AWS_SECRET_ACCESS_KEY"),
-            session_token=args.session_token or _env("AWS_SESSION_TOKEN"),
+            access_key=access_key,
+            secret_key=secret_key,
+            session_token=token,
             region=args.region or _env("AWS_REGION", "AWS_DEFAULT_REGION") or DEFAULT_REGION,
-            ca_bundle=args.ca_bundle,
+            ca_bundle=ca,
             verify=not args.no_verify_tls,
             path_style=not args.virtual_host_style,
             max_pool_connections=max(args.workers, DEFAULT_LIMITS.max_pool_connections),
         )
 
+    main_credentials = (
+        args.access_key or _env("AWS_ACCESS_KEY_ID"),
+        args.secret_key or _env("AWS_SECRET_ACCESS_KEY"),
+        args.session_token or _env("AWS_SESSION_TOKEN"),
+    )
+    own: dict[str, set[str]] = {}  # --media-endpoint bucket -> the CORTX_MEDIA_<BUCKET>_* fields it has
+
+    def connect_media(item: str) -> object:
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise SnapshotError(f"--media-endpoint {item!r}: expected BUCKET=URL")
+        env = {field: _env(media_env_name(name, field)) for field in MEDIA_ENV_FIELDS}
+        own[name] = {field for field, value in env.items() if value}
+        access, secret = env["ACCESS_KEY_ID"], env["SECRET_ACCESS_KEY"]
+        if bool(access) != bool(secret):
+            have, lack = ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY") if access else ("SECRET_ACCESS_KEY", "ACCESS_KEY_ID")
+            raise SnapshotError(
+                f"--media-endpoint {name}=...: {media_env_name(name, have)} is set but {media_env_name(name, lack)} "
+                "is not (set both, or neither to use the --endpoint credentials)"
+            )
+        credentials = (access, secret, env["SESSION_TOKEN"]) if access else main_credentials
+        try:
+            return connect(url, *credentials, env["CA_BUNDLE"] or args.ca_bundle)
+        except SnapshotError as exc:
+            raise SnapshotError(f"--media-endpoint {name}=...: {exc}") from None
+
     try:
-        client = connect(endpoint)
+        client = connect(endpoint, *main_credentials, args.ca_bundle)
         overrides = {}
         for item in args.media_endpoint:
-            name, sep, url = item.partition("=")
-            if not sep or not name or not url:
-                return fail(f"--media-endpoint {item!r}: expected BUCKET=URL")
-            overrides[name] = connect(url)
+            overrides[item.partition("=")[0]] = connect_media(item)
         if args.list:
             snapshots = list_snapshots(client, args.bucket, args.prefix)
             for ts in snapshots:
@@ -202,7 +256,9 @@ def main_pull(argv: list[str] | None = None) -> int:
                 )
             except MediaIncomplete as exc:
                 print(f"error: {exc}", file=sys.stderr)
-                print(_media_summary(open_dataset(folder)))
+                for hint in _media_hints(exc, own):
+                    print(f"hint: {hint}", file=sys.stderr)
+                print(_media_summary(exc.dataset if exc.dataset is not None else open_dataset(folder)))
                 return 1
             for problem in data.problems:  # --allow-missing: still never silent
                 print(f"warning: left out: {problem.error}", file=sys.stderr)

@@ -34,10 +34,11 @@ IMAGEFOLDER_DIR = "imagefolder"
 
 
 class MediaIncomplete(SnapshotError):
-    """Some images could not be fetched; ``problems`` lists them (each with ``uri`` and ``error``)."""
+    """Some images could not be fetched; ``problems`` lists them (each with ``uri`` and ``error``); ``dataset`` is
+    what was fetched (with this run's transfer counts), as :func:`open_dataset` would return it."""
 
-    def __init__(self, problems: list[MediaObject], folder: Path) -> None:
-        self.problems, self.folder = problems, folder
+    def __init__(self, problems: list[MediaObject], folder: Path, dataset: Dataset | None = None) -> None:
+        self.problems, self.folder, self.dataset = problems, folder, dataset
         lines = "\n".join(f"  {p.status}: {p.error}" for p in problems)
         super().__init__(
             f"{len(problems)} image(s) of the snapshot could not be fetched into {folder}:\n{lines}\n"
@@ -282,7 +283,7 @@ def fetch_media(
         paths["imagefolder"] = _write_imagefolder(data)
     MediaManifest(manifest.snapshot, manifest.format, layout, objects, split_info).write(base)
     if data.problems and not allow_missing:
-        raise MediaIncomplete(data.problems, base)
+        raise MediaIncomplete(data.problems, base, data)
     return data
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from .errors import _STREAM_ERRORS, SnapshotError, _error_code, _is_not_found, _s3_error
+from .errors import _STREAM_ERRORS, SnapshotError, _endpoint, _error_code, _is_not_found, _s3_error
 from .imageinfo import NotAnImage, image_size
 from .manifest import sha256_file
 from .sources import Source
@@ -251,7 +251,9 @@ class Fetcher:
             meta.unlink(missing_ok=True)
             record.status, record.error = MISSING, str(exc)
         except SnapshotError as exc:  # access denied, connection lost for good ...: a partial file stays resumable
-            record.status, record.error = UNREADABLE, str(exc)
+            message = str(exc)  # always naming the object: connection errors name only the endpoint
+            record.status = UNREADABLE
+            record.error = message if request.source.uri in message else f"{request.source.uri}: {message}"
         except OSError as exc:
             record.status, record.error = UNREADABLE, f"{request.source.uri}: cannot write {target}: {exc}"
         return record
@@ -319,6 +321,12 @@ class Fetcher:
                     code = _error_code(exc)[0]
                     if _is_not_found(exc):
                         raise _Missing(f"s3://{bucket}/{key} does not exist") from exc
+                    if code == "NoSuchBucket":  # most likely a source bucket on another S3 server
+                        raise SnapshotError(
+                            f"s3://{bucket}/{key}: bucket {bucket!r} does not exist at {_endpoint(client)}; if it "
+                            f"lives on another S3 server, pass --media-endpoint {bucket}=URL "
+                            f"(Python: clients={{{bucket!r}: make_client(URL, ...)}})"
+                        ) from exc
                     if code in ("PreconditionFailed", "412", "InvalidRange", "416") and written:
                         # Replaced since the partial download (or nothing left to read): fetch it whole.
                         out.truncate(0)
