@@ -22,6 +22,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from label_studio_cortx.devservers.moto_server import unique_bucket_name
 from label_studio_cortx.pull import assign_split, main_pull, open_dataset
 from label_studio_cortx.pull.imageinfo import NotAnImage, image_size
 from label_studio_cortx.pull.media import MEDIA_MANIFEST_NAME
@@ -289,6 +290,12 @@ def test_voc_needs_a_media_source_and_says_so(api, images_project, s3, tmp_path,
     assert pull_media(s3, bucket, prefix, tmp_path / "twice", "--media-source", f"s3://{bucket}/raw") == 1
     err = capsys.readouterr().err
     assert f"'cat1.jpg' is ambiguous: 2 objects carry that name (s3://{bucket}/raw/cat1.jpg, " in err
+    # A media source bucket the snapshot's server does not have: named, with the way to point it elsewhere.
+    missing = unique_bucket_name("absent")
+    assert pull_media(s3, bucket, prefix, tmp_path / "far", "--media-source", f"s3://{missing}/raw") == 2
+    err = capsys.readouterr().err
+    assert f"media source s3://{missing}/raw: bucket '{missing}' does not exist" in err
+    assert f"--media-endpoint {missing}=URL" in err and "check --bucket" not in err
 
 
 # --- resume ----------------------------------------------------------------------------------------------------------

@@ -111,7 +111,14 @@ class SourceIndex:
                         by_name.setdefault(name, []).append(source)
                         self._by_stem.setdefault(posixpath.splitext(name)[0], []).append(source)
             except (ClientError, BotoCoreError) as exc:
-                raise _s3_error(exc, client, bucket, prefix=prefix) from exc
+                # The snapshot's own bucket and endpoint are fine here: say which media source failed, and how to
+                # point it at another server.
+                error = _s3_error(exc, client, bucket, prefix=prefix)
+                message = str(error).replace(" (check --bucket and --endpoint)", "")
+                raise SnapshotError(
+                    f"media source s3://{bucket}/{prefix}: {message}; if bucket {bucket!r} lives on another server, "
+                    f"pass --media-endpoint {bucket}=URL (or clients={{{bucket!r}: ...}} in Python)"
+                ) from exc
         return by_name
 
     def where(self) -> str:
