@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
+import secrets
 
 import yaml
 from core.permissions import ViewClassPermission, all_permissions
@@ -25,13 +29,18 @@ from io_storages.api import (
 from rest_framework import generics
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from . import background, conf
+from . import background, conf, schedule
 from .connection.errors import StorageError
 from .models import CortxExportStorage, CortxImportStorage
 from .serializers import STORED, CortxExportStorageSerializer, CortxImportStorageSerializer
+from .source import events
 from .target import snapshots
+
+logger = logging.getLogger(__name__)
 
 TAGS = ["Storage: CORTX S3"]
 
@@ -163,7 +172,24 @@ class FormLayoutMixin:
             ),
         }
         layout = yaml.safe_load(render_to_string(self.template_name, context))
-        return Response(layout[self.storage_type])
+        return Response([*layout[self.storage_type], sync_interval_row()])
+
+
+def sync_interval_row() -> dict:
+    """The scheduled-sync field of both forms (Label Studio's legacy form: a counter)."""
+    return {
+        "columnCount": 1,
+        "fields": [
+            {
+                "type": "counter",
+                "name": "sync_interval",
+                "label": "Sync automatically every (minutes, 0 = off)",
+                "min": 0,
+                "value": 0,
+                "tooltip": f"At least {conf.min_sync_interval()} minutes; the storage card's API shows next_sync_at.",
+            }
+        ],
+    }
 
 
 class CortxImportStorageFormLayoutAPI(StorageErrorAsBadRequest, FormLayoutMixin, ImportStorageFormLayoutAPI):
@@ -223,3 +249,75 @@ class CortxExportStorageSnapshotAPI(StorageErrorAsBadRequest, generics.GenericAP
         background.start_sync(storage, snapshots.snapshot_background, export_format, wait=0)
         storage.refresh_from_db()
         return Response(self.serializer_class(storage).data, status=202)
+
+
+# --- bucket notifications ----------------------------------------------------------------------------------
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# Compared against when there is no stored hash, so that an unknown storage takes as long as a wrong token.
+_NO_HASH = token_hash(secrets.token_urlsafe(32))
+
+
+def _request_token(request) -> str:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()[:512]
+    return str(request.query_params.get("token", ""))[:512]
+
+
+@extend_schema(
+    tags=TAGS,
+    summary="Create or rotate the bucket-notification token of a CORTX S3 source storage",
+    description="Answers `{token, url}` once: the token is stored only as its SHA-256 and cannot be read back. "
+    "A new token replaces the old one at once.",
+)
+class CortxImportStorageEventsTokenAPI(StorageErrorAsBadRequest, generics.GenericAPIView):
+    permission_required = ViewClassPermission(POST=all_permissions.storages_change)
+    queryset = CortxImportStorage.objects.all()
+    serializer_class = CortxImportStorageSerializer
+
+    def post(self, request, *args, **kwargs):
+        storage = resolve_storage(request, CortxImportStorage, kwargs["pk"])
+        token = secrets.token_urlsafe(32)
+        CortxImportStorage.objects.filter(pk=storage.pk).update(events_token_hash=token_hash(token))
+        url = request.build_absolute_uri(f"/api/storages/cortx/{storage.pk}/events")
+        return Response({"token": token, "url": url}, status=201)
+
+
+@extend_schema(
+    tags=TAGS,
+    summary="Receive S3 bucket notifications (Ceph RGW HTTP push, MinIO webhook)",
+    description="Authenticated by the storage's events token (`Authorization: Bearer <token>` or `?token=`), not "
+    "by a session. The records are queued and applied in the background: created keys become tasks, removed keys "
+    "follow the storage's reconciliation options. 401 for a wrong token, 400 for a malformed body, 413 for one "
+    "above CORTX_EVENTS_MAX_BODY_BYTES; none of them changes anything.",
+)
+class CortxImportStorageEventsAPI(StorageErrorAsBadRequest, APIView):
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+
+    def post(self, request, pk: int):
+        storage = CortxImportStorage.objects.filter(pk=pk).first()
+        stored = (storage.events_token_hash if storage is not None else None) or _NO_HASH
+        token = _request_token(request)
+        if not token or not hmac.compare_digest(token_hash(token), stored) or stored == _NO_HASH:
+            return Response({"detail": "Missing or wrong events token."}, status=401)
+        limit = conf.events_max_body_bytes()
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            return Response({"detail": f"The body is larger than {limit} bytes."}, status=413)
+        # Read at most Content-Length bytes (Django's stream is limited to it), which is within the limit.
+        body = request._request.body
+        if len(body) > limit:
+            return Response({"detail": f"The body is larger than {limit} bytes."}, status=413)
+        records = events.parse_notification(body, storage.bucket, conf.events_max_records())
+        accept = events.key_filter(storage)
+        wanted = [record for record in records if accept(record.key)]
+        queued = schedule.queue_events(storage, wanted)
+        return Response({"queued": queued, "ignored": len(records) - len(wanted)})

@@ -1,7 +1,8 @@
-"""The Django app: registers the export-on-save signals and the secrets-key system check."""
+"""The Django app: registers the export-on-save signals, the scheduler's start and the secrets-key system check."""
 
 from django.apps import AppConfig
 from django.core import checks
+from django.core.signals import request_started
 
 from .connection import secrets as secret_store
 
@@ -14,9 +15,11 @@ class CortxStorageConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        # Signals import the models, which Django allows only once the app registry is ready.
-        from . import signals  # noqa: F401
+        # Signals and the scheduler import the models, which Django allows only once the app registry is ready.
+        # A real server's first request starts the scheduler (schedule.on_request_started), never a command.
+        from . import schedule, signals  # noqa: F401
 
+        request_started.connect(schedule.on_request_started, dispatch_uid="cortx-scheduler")
         checks.register(check_secrets_key, checks.Tags.security)
 
 

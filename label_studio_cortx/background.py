@@ -23,7 +23,10 @@ from collections.abc import Callable
 from core.redis import redis_connected, start_job_async_or_sync
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from io_storages.base_models import import_sync_background, storage_background_failure
+from webhooks.models import Webhook
+from webhooks.utils import run_webhook_sync
 
 from . import conf
 
@@ -72,6 +75,20 @@ def start_sync(
     )
     thread.start()
     thread.join(conf.sync_wait_seconds() if wait is None else wait)
+
+
+def sync_now(storage, job: Callable = import_sync_background, *args, check: bool = False) -> bool:
+    """Run a sync of ``storage`` in this process, now (the ``cortx_sync`` command): claimed like every other
+    sync, so it never runs beside one of another process. False when a sync of it is already queued or running."""
+    if check:
+        job, args = checked_sync, (job, *args)
+    _release_if_orphaned(storage)
+    if not storage.info_set_queued():
+        return False
+    storage.meta["cortx_runner"] = RUNNER
+    storage.save(update_fields=["meta"])
+    _run(job, storage.__class__, storage.id, *args)
+    return True
 
 
 # --- sync jobs -----------------------------------------------------------------------------------
@@ -134,6 +151,9 @@ def _release_if_orphaned(storage) -> None:
     storage.status = storage.Status.FAILED
     storage.traceback = "The server stopped while this sync was running. Run it again."
     storage.save(update_fields=["status", "traceback"])
+
+
+release_if_orphaned = _release_if_orphaned
 
 
 def _run(job: Callable, storage_class, storage_id: int, *args) -> None:
@@ -238,3 +258,65 @@ def save_time_worker() -> BoundedWorker:
             _workers.clear()
             _workers[pid] = BoundedWorker("save-time export", conf.export_queue_size())
         return _workers[pid]
+
+
+# --- the end of a sync: Label Studio's webhooks -----------------------------------------------------------------
+# Label Studio's webhook actions are a fixed list (webhooks.models.WebhookAction, also the choices of a database
+# column): a new action would need a migration of Label Studio's own app. Webhooks that "send for all actions"
+# (Webhook.send_for_all_actions) take any action name, so the sync's end goes to those, of the storage's project
+# and of its organization, with this action name.
+SYNC_FINISHED = "CORTX_STORAGE_SYNC_FINISHED"
+MAX_ERROR_SUMMARY = 2000
+
+
+def sync_finished_payload(storage) -> dict:
+    meta = storage.meta or {}
+    target = storage.__class__.__name__ == "CortxExportStorage"
+    counts = {
+        name: meta[name]
+        for name in (
+            "tasks_existed", "tasks_updated", "tasks_removed", "tasks_missing_kept", "events_applied", "errors",
+        )
+        if name in meta
+    }  # fmt: skip
+    counts["tasks_created" if not target else "annotations_written"] = storage.last_sync_count or 0
+    summary = None
+    if storage.status != storage.Status.COMPLETED and storage.traceback:
+        summary = storage.traceback.strip()[-MAX_ERROR_SUMMARY:]
+    return {
+        "storage": {
+            "id": storage.pk,
+            "type": "cortx",
+            "kind": "target" if target else "source",
+            "title": storage.title,
+            "bucket": storage.bucket,
+            "prefix": storage.prefix,
+        },
+        "project": {"id": storage.project_id, "title": storage.project.title},
+        "status": storage.status,
+        "trigger": meta.get("trigger", "manual"),
+        "counts": counts,
+        "error_summary": summary,
+        "duration": meta.get("duration"),
+        "finished_at": str(meta.get("time_completed") or meta.get("time_failure") or ""),
+    }
+
+
+def notify_sync_finished(storage) -> None:
+    """Send the sync's end to the project's and organization's webhooks that send all actions. Never raises: a
+    receiver that is down must not turn a finished sync into a failed one."""
+    try:
+        project = storage.project
+        hooks = Webhook.objects.filter(
+            Q(project=project) | Q(project__isnull=True),
+            organization_id=project.organization_id,
+            is_active=True,
+            send_for_all_actions=True,
+        )
+        if not hooks.exists():
+            return
+        payload = sync_finished_payload(storage)
+        for hook in hooks:
+            run_webhook_sync(hook, SYNC_FINISHED, payload)
+    except Exception:
+        logger.warning("CORTX storage %s: the sync-finished webhook failed", storage.pk, exc_info=True)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import sys
 
+from core.current_request import get_current_request
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from io_storages.base_models import (
     ExportStorage,
@@ -52,7 +55,7 @@ class CortxStorageMixin(S3StorageMixin):
     verify_tls = models.BooleanField(
         _("verify_tls"), default=True, help_text="Verify the TLS certificate of the endpoint"
     )
-    # Label Studio's credential fields, redeclared to be stored encrypted (secret_store.py). Same
+    # Label Studio's credential fields, redeclared to be stored encrypted (connection/secrets.py). Same
     # options as Label Studio's, so forms, serializers and the API see no difference.
     aws_access_key_id = secret_store.EncryptedTextField(
         _("aws_access_key_id"), null=True, blank=True, help_text="AWS_ACCESS_KEY_ID"
@@ -63,9 +66,46 @@ class CortxStorageMixin(S3StorageMixin):
     aws_session_token = secret_store.EncryptedTextField(
         _("aws_session_token"), null=True, blank=True, help_text="AWS_SESSION_TOKEN"
     )
+    # Scheduled sync (schedule.py): the next run is derived from sync_started_at, which is in the database, so a
+    # schedule survives restarts and is shared by every process.
+    sync_interval = models.PositiveIntegerField(
+        _("sync_interval"),
+        default=0,
+        help_text="Sync automatically every this many minutes (0: off; at least CORTX_MIN_SYNC_INTERVAL)",
+    )
+    sync_started_at = models.DateTimeField(
+        _("sync_started_at"),
+        null=True,
+        blank=True,
+        help_text="When the last sync (manual, scheduled or from bucket events) was queued",
+    )
 
     class Meta:
         abstract = True
+
+    def info_set_queued(self) -> bool:
+        """Claim the storage for a sync: one atomic UPDATE that succeeds only while no sync of it is queued or
+        running, on every database (Label Studio skips its row lock on SQLite) and across processes."""
+        busy = (self.Status.QUEUED, self.Status.IN_PROGRESS)
+        now = timezone.now()
+        trigger = getattr(self, "sync_trigger", "manual")
+        # An event batch is no full sync: it does not move the schedule.
+        stamp = {} if trigger == "events" else {"sync_started_at": now}
+        claimed = (
+            type(self).objects.filter(pk=self.pk).exclude(status__in=busy).update(status=self.Status.QUEUED, **stamp)
+        )
+        if not claimed:
+            logger.info("CORTX storage %s: a sync is already queued or running; not queued again", self.pk)
+            return False
+        # Label Studio's _update_queued_status, plus what started the sync (manual, schedule, command, events).
+        if stamp:
+            self.sync_started_at = now
+        self.last_sync = self.last_sync_count = self.last_sync_job = None
+        self.status = self.Status.QUEUED
+        attempts = (self.meta or {}).get("attempts", 0) + 1
+        self.meta = {"attempts": attempts, "time_queued": str(now), "trigger": trigger}
+        self.save(update_fields=["last_sync_job", "last_sync", "last_sync_count", "status", "meta"])
+        return True
 
     # --- the client -------------------------------------------------------------------------
     def connection_config(self) -> client_factory.ConnectionConfig:
@@ -111,6 +151,15 @@ class CortxStorageMixin(S3StorageMixin):
         if isinstance(error, StorageError):
             self.traceback = str(error)
             self.save(update_fields=["traceback"])
+        background.notify_sync_finished(self)
+
+    def info_set_completed(self, last_sync_count, **kwargs) -> None:
+        super().info_set_completed(last_sync_count, **kwargs)
+        background.notify_sync_finished(self)
+
+    def info_set_completed_with_errors(self, last_sync_count, validation_errors, **kwargs) -> None:
+        super().info_set_completed_with_errors(last_sync_count, validation_errors, **kwargs)
+        background.notify_sync_finished(self)
 
     # --- checks -----------------------------------------------------------------------------
     def validate_connection(self, client=None) -> None:
@@ -125,8 +174,28 @@ class CortxStorageMixin(S3StorageMixin):
         return "CORTX S3"
 
     def get_bytes_stream(self, uri: str, range_header: str | None = None):
-        """Stream an object for Label Studio's media proxy, forwarding a single Range."""
-        return media.open_stream(self, uri, range_header)
+        """Stream an object for Label Studio's media proxy, forwarding a single Range (and the browser's ETag)."""
+        return media.open_stream(self, uri, range_header, if_none_match=self._cached_etag())
+
+    def _cached_etag(self) -> str | None:
+        """The store ETag of the copy the browser has, from its If-None-Match.
+
+        Label Studio's proxy answers 304 when If-None-Match equals its ETag, ``"<user id><access 0/1><store
+        ETag>"``, but only after its GET has started the whole object; with the store's ETag the GET itself
+        is conditional. The request is Label Studio's current one (core.current_request)."""
+        request = get_current_request()
+        if request is None or "Range" in request.headers or not settings.RESOLVER_PROXY_ENABLE_ETAG_CACHE:
+            return None
+        sent = request.headers.get("If-None-Match") or ""
+        user = getattr(request, "user", None)
+        if not sent or user is None or not user.is_authenticated:
+            return None
+        prefix = f'"{user.id}{int(self.project.has_permission(user))}'
+        if len(sent) <= len(prefix) + 1 or not sent.startswith(prefix) or not sent.endswith('"'):
+            return None
+        etag = sent[len(prefix) : -1]
+        # An S3 ETag is hex, or hex-<parts> for multipart uploads: anything else is not forwarded.
+        return etag if len(etag) <= 80 and all(c in "0123456789abcdefABCDEF-" for c in etag) else None
 
 
 class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
@@ -149,6 +218,8 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
         default=False,
         help_text="Let removal and updates affect tasks that have annotations (otherwise they are only marked)",
     )
+    # Bucket notifications (api.CortxImportStorageEventsAPI): the SHA-256 of the token, never the token.
+    events_token_hash = models.CharField(_("events_token_hash"), max_length=64, null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -271,3 +342,19 @@ class CortxTaskFileProblem(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["storage", "key"], name="cortx_task_file_problem_unique")]
+
+
+class CortxStorageEvent(models.Model):
+    """A bucket notification received and not yet applied: the durable queue between the events endpoint (which
+    only stores these) and the batch job that turns them into tasks (``source.events``)."""
+
+    storage = models.ForeignKey(CortxImportStorage, on_delete=models.CASCADE, related_name="pending_events")
+    key = models.TextField(_("key"))
+    removed = models.BooleanField(_("removed"), default=False)
+    # S3's per-key ordering token (hex, compared after left-padding) and the object's ETag.
+    sequencer = models.CharField(_("sequencer"), max_length=64, blank=True, default="")
+    etag = models.CharField(_("etag"), max_length=128, null=True, blank=True)
+    received_at = models.DateTimeField(_("received_at"), auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["storage", "id"], name="cortx_event_storage_id")]

@@ -11,7 +11,7 @@ from projects.models import Project
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from . import conf
+from . import conf, schedule
 from .connection import ca_bundle, endpoints
 from .connection.errors import StorageError
 from .models import CortxExportStorage, CortxImportStorage
@@ -46,7 +46,22 @@ class CortxStorageSerializerMixin:
         result = super().to_representation(instance)
         for attr in self.secure_fields:
             result.pop(attr, None)
+        result.pop("events_token_hash", None)
+        # When the next scheduled sync is due (ISO 8601), null without a schedule.
+        due = schedule.next_sync_at(instance) if getattr(instance, "pk", None) else None
+        result["next_sync_at"] = due.isoformat() if due else None
+        if isinstance(instance, CortxImportStorage):
+            result["events_enabled"] = bool(instance.events_token_hash)
         return result
+
+    def validate_sync_interval(self, value: int | None) -> int:
+        value = value or 0
+        if 0 < value < conf.min_sync_interval():
+            raise ValidationError(
+                f"The shortest sync interval your admin allows is {conf.min_sync_interval()} minutes "
+                "(CORTX_MIN_SYNC_INTERVAL); 0 switches scheduled sync off."
+            )
+        return value
 
     def validate_s3_endpoint(self, value: str) -> str:
         if not value and self.instance is None:
@@ -145,8 +160,10 @@ class CortxImportStorageSerializer(CortxStorageSerializerMixin, ImportStorageSer
 
     class Meta:
         model = CortxImportStorage
-        # CORTX answers NotImplemented to server-side encryption headers.
-        exclude = ["aws_sse_kms_key_id"]
+        # CORTX answers NotImplemented to server-side encryption headers. The events token is only ever set by
+        # its own endpoint (api.CortxImportStorageEventsTokenAPI), and only its hash is stored.
+        exclude = ["aws_sse_kms_key_id", "events_token_hash"]
+        read_only_fields = ["sync_started_at"]
         extra_kwargs = {"s3_endpoint": {"required": False, "allow_blank": True}}
 
 
@@ -174,4 +191,5 @@ class CortxExportStorageSerializer(CortxStorageSerializerMixin, ExportStorageSer
         model = CortxExportStorage
         # CORTX answers NotImplemented to server-side encryption headers.
         exclude = ["aws_sse_kms_key_id"]
+        read_only_fields = ["sync_started_at"]
         extra_kwargs = {"s3_endpoint": {"required": False, "allow_blank": True}}

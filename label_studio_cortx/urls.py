@@ -10,6 +10,12 @@ urlpatterns = [
     path("cortx/", api.CortxImportStorageListAPI.as_view(), name="storage-cortx-list"),
     path("cortx/<int:pk>", api.CortxImportStorageDetailAPI.as_view(), name="storage-cortx-detail"),
     path("cortx/<int:pk>/sync", api.CortxImportStorageSyncAPI.as_view(), name="storage-cortx-sync"),
+    path("cortx/<int:pk>/events", api.CortxImportStorageEventsAPI.as_view(), name="storage-cortx-events"),
+    path(
+        "cortx/<int:pk>/events-token",
+        api.CortxImportStorageEventsTokenAPI.as_view(),
+        name="storage-cortx-events-token",
+    ),
     path("cortx/validate", api.CortxImportStorageValidateAPI.as_view(), name="storage-cortx-validate"),
     path("cortx/form", api.CortxImportStorageFormLayoutAPI.as_view(), name="storage-cortx-form"),
     path("cortx/files", api.CortxImportStorageListFilesAPI.as_view(), name="storage-cortx-list-files"),
