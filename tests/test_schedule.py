@@ -120,6 +120,9 @@ def scheduler_thread(settings):
 
     settings.CORTX_SCHEDULER_TICK_SECONDS = 0.1
     settings.CORTX_SYNC_IN_BACKGROUND = True
+    # Whatever an earlier test's live server started in this process is gone: this test starts its own.
+    schedule.stop_thread()
+    schedule._started_in.discard(os.getpid())
     yield schedule
     schedule.stop_thread()
 
