@@ -394,45 +394,32 @@ class PostgresDatabases:
         )
 
 
-def migrate_template(work_dir: Path, template_cache: Path | None, databases=None) -> Path:
-    """A migrated SQLite database to copy for each scenario (migrating takes about a minute)."""
-    if isinstance(databases, PostgresDatabases):
-        log("migrating the template database (PostgreSQL)")
-        databases.create("template", source=None)
-        env = {**base_child_env(work_dir), **databases.env("template")}
-        with open(work_dir / "logs" / "migrate.log", "wb") as out:
-            subprocess.run(
-                [sys.executable, "-m", "django", "migrate", "--noinput"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-            )
-        return Path(databases.name("template"))
-    template = databases.path("template") if databases is not None else work_dir / "template.sqlite3"
-    if template_cache is not None and template_cache.exists():
+def migrate_template(work_dir: Path, template_cache: Path | None, databases) -> None:
+    """Migrate the database every scenario starts from (a SQLite file copied per scenario, or a PostgreSQL
+    template database); a SQLite template can be cached between runs (migrating takes about a minute)."""
+    sqlite = isinstance(databases, SqliteDatabases)
+    template = databases.path("template") if sqlite else None
+    if sqlite and template_cache is not None and template_cache.exists():
         shutil.copyfile(template_cache, template)
         log(f"template database copied from {template_cache}; applying any new migrations")
     else:
-        log("migrating the template database (about a minute on SQLite)")
-    env = base_child_env(work_dir)
-    env["DATABASE_NAME"] = str(template)
+        log(f"migrating the template database ({DATABASES[databases.kind]})")
+    if not sqlite:
+        databases.create("template", source=None)
     start = time.perf_counter()
     with open(work_dir / "logs" / "migrate.log", "wb") as out:
         subprocess.run(
             [sys.executable, "-m", "django", "migrate", "--noinput"],
             cwd=REPO,
-            env=env,
+            env={**base_child_env(work_dir), **databases.env("template")},
             stdout=out,
             stderr=subprocess.STDOUT,
             check=True,
         )
     log(f"template database ready in {time.perf_counter() - start:.0f} s")
-    if template_cache is not None:
+    if sqlite and template_cache is not None:
         template_cache.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(template, template_cache)
-    return template
 
 
 def server_pid(endpoint) -> int:

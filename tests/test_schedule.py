@@ -18,6 +18,7 @@ from datetime import timedelta
 import pytest
 
 from tests.storage_helpers import create_storage, new_bucket, payload, put, seed_objects
+from tests.test_background import redis_url, rq_queues  # noqa: F401 - fixtures shared with the RQ tests
 
 
 def _source(project, endpoint, bucket, **fields):
@@ -333,36 +334,8 @@ def test_cortx_sync_command_one_line_per_storage_and_exit_status(project, s3_htt
 
 
 # --- with Redis: a real rqworker process runs RQ's scheduler and the tick --------------------------------------
-@pytest.fixture
-def redis_url():
-    import redis
-
-    url = "redis://127.0.0.1:6379/14"
-    try:
-        redis.Redis.from_url(url).ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (make test starts it)")
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-@pytest.fixture
-def rq_queues(settings, redis_url, monkeypatch):
-    """Label Studio with Redis on, as CORTX_REDIS_URL sets it up (django_rq's copy of RQ_QUEUES replaced too)."""
-    import core.redis
-    import django_rq
-    import django_rq.settings
-
-    queues = {name: {**queue, "URL": redis_url} for name, queue in settings.RQ_QUEUES.items()}
-    settings.REDIS_ENABLED = True
-    settings.RQ_QUEUES = queues
-    monkeypatch.setattr(django_rq.settings, "QUEUES", queues)
-    monkeypatch.setattr(core.redis, "_redis", django_rq.get_connection("default"))
-    return queues
-
-
 @pytest.mark.django_db(transaction=True)
-def test_with_redis_an_rqworker_with_rqs_scheduler_runs_the_schedule(project, s3_http, settings, redis_url, rq_queues):
+def test_with_redis_an_rqworker_with_rqs_scheduler_runs_the_schedule(project, s3_http, settings, redis_url, rq_queues):  # noqa: F811 - fixtures
     from django.core.handlers.wsgi import WSGIHandler
 
     from label_studio_cortx import schedule
