@@ -195,8 +195,9 @@ def run_soon(func: Callable, *args) -> None:
 class BoundedWorker:
     """One daemon thread working through a bounded queue of jobs; started on first use in each process."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, when_full: str) -> None:
         self.name = name
+        self.when_full = when_full  # what happens to a job refused because the queue is full
         self._queue: queue.Queue = queue.Queue(maxsize=size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -208,11 +209,12 @@ class BoundedWorker:
             return True
         except queue.Full:
             logger.warning(
-                "CORTX %s queue is full (CORTX_EXPORT_QUEUE_SIZE=%d): %s%r left for the next target sync",
+                "CORTX %s queue is full (%d jobs): %s%r %s",
                 self.name,
                 self._queue.maxsize,
                 getattr(func, "__name__", func),
                 args,
+                self.when_full,
             )
             return False
 
@@ -256,7 +258,11 @@ def save_time_worker() -> BoundedWorker:
     with _workers_lock:
         if pid not in _workers:
             _workers.clear()
-            _workers[pid] = BoundedWorker("save-time export", conf.export_queue_size())
+            _workers[pid] = BoundedWorker(
+                "save-time export",
+                conf.export_queue_size(),
+                "left for the next target sync (CORTX_EXPORT_QUEUE_SIZE sets the queue's size)",
+            )
         return _workers[pid]
 
 

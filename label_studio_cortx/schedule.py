@@ -133,7 +133,9 @@ def _events_worker() -> background.BoundedWorker:
         if pid not in _event_workers:
             _event_workers.clear()
             _pending.clear()
-            _event_workers[pid] = background.BoundedWorker("bucket events", 10000)
+            _event_workers[pid] = background.BoundedWorker(
+                "bucket events", 10000, "left queued in the database for the scheduler's next tick"
+            )
         return _event_workers[pid]
 
 

@@ -489,6 +489,57 @@ def test_proxy_resolve_streams_the_object_with_range(api, project, cortx_s3, tru
     assert all(r.method != "OPTIONS" and "X-Amz-Signature" not in r.query for r in cortx_s3.requests)
 
 
+def test_proxy_finds_a_cortx_storage_without_loading_every_storage_type(api, project, user, cortx_s3, trust):
+    """The plugin's resolver asks one table (Label Studio's asks every storage type's); the same answers: the
+    object for the task and the project routes, 403 for someone without access, Label Studio's resolver for a
+    URL no CORTX storage of the project serves."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+    from io_storages.s3.models import S3ImportStorage
+    from rest_framework.test import APIClient
+    from users.models import User
+
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    body = b"png" * 1000
+    put(cortx_s3, bucket, "img/a.png", body, content_type="image/png")
+    storage = create_source(api, cortx_s3, bucket, project, prefix="img", use_blob_urls=True)
+    sync(api, storage["id"])
+    task = project.tasks.get()
+    uri = task_url(task)
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(_resolve_url(task, uri))
+        assert b"".join(response.streaming_content) == body
+    tables = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "cortximportstorage" in tables and "s3importstorage" not in tables and "gcsimportstorage" not in tables
+    encoded = base64.urlsafe_b64encode(uri.encode()).decode()
+    response = api.get(f"/projects/{project.id}/resolve/?fileuri={encoded}")
+    assert response.status_code == 200 and b"".join(response.streaming_content) == body
+
+    # Label Studio Community runs one organization: the access it refuses is a revoked membership's.
+    former = User.objects.create_user(email="former@example.com", password="former-pass-123", username="former")
+    organization = user.active_organization
+    organization.add_user(former)
+    former.active_organization = organization
+    former.save(update_fields=["active_organization"])
+    organization.members.filter(user=former).update(deleted_at=timezone.now())
+    outsider = APIClient()
+    outsider.force_authenticate(user=former)
+    assert outsider.get(_resolve_url(task, uri)).status_code == 403
+    assert outsider.get(f"/projects/{project.id}/resolve/?fileuri={encoded}").status_code == 403
+    assert api.get(f"/tasks/{task.id}/resolve/").status_code == 400
+    assert api.get(_resolve_url(type(task)(id=10**9), uri)).status_code == 404
+
+    # A bucket only Label Studio's own S3 storage of the project knows: its resolver answers (a presigned link).
+    S3ImportStorage.objects.create(
+        project=project, bucket="ls-only", presign=True, aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="x"
+    )
+    response = api.get(_resolve_url(task, "s3://ls-only/b.png"))
+    assert response.status_code == 303 and "ls-only" in response["Location"]
+    assert api.get(_resolve_url(task, "s3://nobody/b.png")).status_code == 404
+
+
 def test_presign_mode_redirects_to_path_style_url_on_public_endpoint(api, project, s3_http, trust):
     trust(s3_http)
     bucket = new_bucket(s3_http)
