@@ -33,7 +33,7 @@ test: $(BIN)/activate
 # One small benchmark run per S3 server (one on PostgreSQL), so the script cannot rot; timings are not checked
 # here (the full matrix, docs/performance.md, runs for an hour or more on a quiet machine).
 bench-smoke:
-	$(BIN)/python benchmarks/bench_sync.py --quick --server moto --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 200000 --no-doc
+	$(BIN)/python benchmarks/bench_sync.py --quick --server moto --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 200000 --json-list-mb 100 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server seaweedfs --db postgresql --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 0 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server rgw --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 0 --no-doc
 	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 1,4

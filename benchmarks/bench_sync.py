@@ -23,6 +23,8 @@ Scenarios (``<n>`` is a size such as 10k):
 * ``cortx_resync_<n>`` a second sync of the ``<n>``-object files bucket with nothing changed
 * ``cortx_jsonl_<n>``  tasks mode on one JSONL file of ``<n>`` rows (10k and ``--jsonl-rows``): peak RSS must not
   grow with the file (it streams, tasks created in chunks)
+* ``cortx_jsonlist_<n>mb`` tasks mode on one JSON list file of about ``<n>`` MiB (``--json-list-mb``; rows of 16 KiB),
+  its peak RSS compared with the 10k-row JSONL file's
 
 A storage scenario times what Label Studio's sync API does (``validate_connection()`` then ``sync()``), and then
 waits until the storage's status says the sync finished, because a CORTX sync may go on in a background thread.
@@ -80,6 +82,8 @@ PUT_BUCKET = "bench-floor-put"
 EXPORT_BUCKET = "bench-export-{kind}"
 JSONL_BUCKET = "bench-jsonl-{rows}"
 JSONL_SMALL = 10_000
+JSON_LIST_BUCKET = "bench-jsonlist-{mb}mb"
+JSON_LIST_ROW_BYTES = 16 * 1024
 SEED_WORKERS = 8
 FILE_BODY = b"\xff\xd8\xff\xe0" + b"\x00" * 60  # 64 bytes: files mode never reads the object
 
@@ -151,10 +155,17 @@ class Plan:
     tasks_size: int
     export_size: int
     jsonl_rows: int = 0
+    json_list_mb: int = 0
 
     @property
     def jsonl_sizes(self) -> list[int]:
-        return sorted({min(JSONL_SMALL, self.jsonl_rows), self.jsonl_rows}) if self.jsonl_rows else []
+        if self.jsonl_rows:
+            return sorted({min(JSONL_SMALL, self.jsonl_rows), self.jsonl_rows})
+        return [JSONL_SMALL] if self.json_list_mb else []  # the JSON list's RSS is compared with it
+
+    @property
+    def json_list_rows(self) -> int:
+        return self.json_list_mb * 1024 * 1024 // JSON_LIST_ROW_BYTES
 
     @property
     def files_sizes(self) -> list[int]:
@@ -195,6 +206,10 @@ class Plan:
             Scenario(f"cortx_jsonl_{size_label(n)}", "cortx", "jsonl", n, JSONL_BUCKET.format(rows=n))
             for n in self.jsonl_sizes
         ]
+        if self.json_list_mb:
+            mb = self.json_list_mb
+            bucket = JSON_LIST_BUCKET.format(mb=mb)
+            out.append(Scenario(f"cortx_jsonlist_{mb}mb", "cortx", "jsonl", self.json_list_rows, bucket))
         return out
 
 
@@ -212,6 +227,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         tasks_size=max(1, parse_sizes(args.tasks_size)[0] // div),
         export_size=max(1, parse_sizes(args.export_size)[0] // div),
         jsonl_rows=parse_sizes(args.jsonl_rows)[0] // div if args.jsonl_rows else 0,
+        json_list_mb=args.json_list_mb // div,
     )
 
 
@@ -279,6 +295,24 @@ def seed(endpoint, plan: Plan) -> dict[str, float]:
             client.upload_fileobj(body, bucket, "tasks/big.jsonl")
         timings[bucket] = time.perf_counter() - start
         log(f"seeded {bucket}: one JSONL file of {rows} rows ({size / 1024 / 1024:.0f} MiB)")
+    if plan.json_list_mb:
+        bucket = JSON_LIST_BUCKET.format(mb=plan.json_list_mb)
+        client.create_bucket(Bucket=bucket)
+        start = time.perf_counter()
+        with tempfile.TemporaryFile() as body:
+            body.write(b"[")
+            for i in range(plan.json_list_rows):
+                row = json.loads(task_body(i, image_bucket))
+                row["text"] = ""
+                pad = JSON_LIST_ROW_BYTES - len(json.dumps(row)) - 2
+                row["text"] = "lorem ipsum " * (pad // 12) + "x" * (pad % 12)
+                body.write((b"," if i else b"") + json.dumps(row).encode() + b"\n")
+            body.write(b"]")
+            size = body.tell()
+            body.seek(0)
+            client.upload_fileobj(body, bucket, "tasks/big.json")
+        timings[bucket] = time.perf_counter() - start
+        log(f"seeded {bucket}: one JSON list of {plan.json_list_rows} rows ({size / 1024 / 1024:.0f} MiB)")
     return timings
 
 
@@ -1101,26 +1135,35 @@ def rss_rows(results: dict[str, dict], plan: Plan) -> list[list[str]]:
 
 
 def _jsonl_rss_row(results: dict[str, dict], plan: Plan) -> list[list[str]]:
-    if len(plan.jsonl_sizes) != 2:
+    if not plan.jsonl_sizes:
         return []
-    small_rows, large_rows = plan.jsonl_sizes
+    small_rows = plan.jsonl_sizes[0]
     ja = results.get(f"cortx_jsonl_{size_label(small_rows)}")
-    jb = results.get(f"cortx_jsonl_{size_label(large_rows)}")
-    if not (ja and jb and ja.get("peak_rss_mb") and jb.get("peak_rss_mb")):
-        return []
-    grown = jb["peak_rss_mb"] - ja["peak_rss_mb"]
-    return [
-        [
-            f"Peak RSS, one JSONL file of {size_label(large_rows)} vs {size_label(small_rows)} rows",
-            "-",
-            f"{ja['peak_rss_mb']:.0f} MB -> {jb['peak_rss_mb']:.0f} MB ({grown:+.0f} MB)",
-            "-",
-            "-",
-            "-",
-            "<= +100 MB",
-            "yes" if grown <= 100 else f"**no**: +{grown:.0f} MB",
-        ]
-    ]
+    large = []
+    if len(plan.jsonl_sizes) == 2:
+        rows = plan.jsonl_sizes[1]
+        large.append((f"one JSONL file of {size_label(rows)}", results.get(f"cortx_jsonl_{size_label(rows)}")))
+    if plan.json_list_mb:
+        mb = plan.json_list_mb
+        large.append((f"one {mb} MiB JSON list", results.get(f"cortx_jsonlist_{mb}mb")))
+    out = []
+    for what, jb in large:
+        if not (ja and jb and ja.get("peak_rss_mb") and jb.get("peak_rss_mb")):
+            continue
+        grown = jb["peak_rss_mb"] - ja["peak_rss_mb"]
+        out.append(
+            [
+                f"Peak RSS, {what} vs a JSONL file of {size_label(small_rows)} rows",
+                "-",
+                f"{ja['peak_rss_mb']:.0f} MB -> {jb['peak_rss_mb']:.0f} MB ({grown:+.0f} MB)",
+                "-",
+                "-",
+                "-",
+                "<= +100 MB",
+                "yes" if grown <= 100 else f"**no**: +{grown:.0f} MB",
+            ]
+        )
+    return out
 
 
 def _files_rss_row(results: dict[str, dict], plan: Plan) -> list[list[str]]:
@@ -1292,6 +1335,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--export-size", default="5000", help="annotations to export (default: %(default)s)")
     parser.add_argument(
         "--jsonl-rows", default="2000000", help="rows of the one large JSONL file (default: %(default)s; 0: none)"
+    )
+    parser.add_argument(
+        "--json-list-mb",
+        type=int,
+        default=0,
+        help="MiB of one large JSON list file (rows of 16 KiB; 1024 for the 1 GB case; default: 0, none)",
     )
     parser.add_argument("--workers", type=int, default=8, help="pool size of the floor and of CORTX (default: 8)")
     parser.add_argument("--server", choices=sorted(SERVERS), default="moto", help="S3 server (default: moto)")

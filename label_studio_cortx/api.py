@@ -372,7 +372,14 @@ class CortxTaskResolveStorageUri(CortxResolveMixin, TaskResolveStorageUri):
         fileuri = request.GET.get("fileuri")
         if fileuri is None:
             return Response(status=400)
-        task = Task.objects.select_related("project").filter(pk=kwargs["task_id"]).first()
+        # Only what the permission check reads: Label Studio's task and project rows are wide, and building them
+        # costs more than the query (the proxy's other uses of the project are its permission, too).
+        found = (
+            Task.objects.filter(pk=kwargs["task_id"])
+            .select_related("project__organization")
+            .only("id", "project__id", "project__organization__id")[:1]
+        )
+        task = next(iter(found), None)
         if task is None:
             return Response(status=404)
         return self.resolve(request, fileuri, task)

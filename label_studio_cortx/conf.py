@@ -84,6 +84,9 @@ TABLE: tuple[Setting, ...] = (
     # --- workers --------------------------------------------------------------------------------------------
     Setting("CORTX_REDIS_URL", "", str, "Redis URL: syncs and save-time exports go to Label Studio's RQ "
             "queues, run by `rqworker low default`.", True),
+    Setting("CORTX_DB_CONN_MAX_AGE", 0, int, "Seconds a server thread keeps its database connection between "
+            "requests (Django's CONN_MAX_AGE, with health checks); 0: a new one per request, as Label Studio "
+            "does. The production server sets 60."),
 )
 
 _BY_NAME = {setting.name: setting for setting in TABLE}

@@ -72,3 +72,11 @@ if _CORTX["CORTX_REDIS_URL"]:
 # "database is locked", so writers wait longer for each other.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, **DATABASES["default"].get("OPTIONS", {})}
+
+# --- persistent database connections (the production server) ---
+# Label Studio opens a database connection per request. Each image an annotator opens is a request, and
+# opening a connection is the largest single cost of a proxied image after the store's GET (SQLite parses
+# Label Studio's whole schema again; PostgreSQL starts a backend): docs/performance.md.
+if _CORTX["CORTX_DB_CONN_MAX_AGE"] > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = _CORTX["CORTX_DB_CONN_MAX_AGE"]
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

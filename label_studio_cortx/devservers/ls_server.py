@@ -312,6 +312,7 @@ def start_label_studio(
     ]
     if gunicorn_workers:
         env["DJANGO_SETTINGS_MODULE"] = "label_studio_cortx.settings"
+        env.setdefault("CORTX_DB_CONN_MAX_AGE", "60")  # as the README's production server
         command = [
             sys.executable,
             "-m",

@@ -11,7 +11,7 @@ from ..connection.config import DEFAULT_LIMITS, DEFAULT_REGION
 from .client import make_client
 from .dataset import LAYOUT_NAMES, Dataset, MediaIncomplete, fetch_media, open_dataset, parse_split
 from .download import LATEST, list_snapshots, pull
-from .errors import SnapshotError, _endpoint
+from .errors import SnapshotError, endpoint_of
 from .loaders import read_local_manifest
 from .manifest import snapshots_root
 from .media import DEFAULT_WORKERS
@@ -219,7 +219,7 @@ def main_pull(argv: list[str] | None = None) -> int:
                 print(ts)
             if not snapshots:
                 where = f"s3://{args.bucket}/{snapshots_root(args.prefix)}"
-                print(f"no snapshots under {where} at {_endpoint(client)}", file=sys.stderr)
+                print(f"no snapshots under {where} at {endpoint_of(client)}", file=sys.stderr)
             return 0
         folder = pull(
             client,

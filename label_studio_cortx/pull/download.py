@@ -20,7 +20,7 @@ from botocore.exceptions import (
 )
 from tqdm import tqdm
 
-from .errors import _STREAM_ERRORS, ChecksumMismatch, SnapshotError, _endpoint, _error_code, _is_not_found, _s3_error
+from .errors import STREAM_ERRORS, ChecksumMismatch, SnapshotError, endpoint_of, error_code, is_not_found, s3_error
 from .loaders import read_local_manifest
 from .manifest import (
     MANIFEST_NAME,
@@ -56,7 +56,7 @@ def list_snapshots(client: Any, bucket: str, prefix: str | None) -> list[str]:
                 if sep and name == MANIFEST_NAME and is_snapshot_id(ts):
                     found.add(ts)
     except (ClientError, BotoCoreError) as exc:
-        raise _s3_error(exc, client, bucket, prefix=root) from exc
+        raise s3_error(exc, client, bucket, prefix=root) from exc
     return sorted(found)
 
 
@@ -73,7 +73,7 @@ def _manifest_location(prefix: str | None, snapshot: str | None) -> tuple[str, s
 def read_manifest(client: Any, bucket: str, prefix: str | None, snapshot: str = LATEST) -> SnapshotManifest:
     """Read and validate the manifest of ``snapshot`` (``"latest"`` or an id from :func:`list_snapshots`)."""
     key, ts = _manifest_location(prefix, snapshot)
-    endpoint = _endpoint(client)
+    endpoint = endpoint_of(client)
     try:
         response = client.get_object(Bucket=bucket, Key=key)
         body = response["Body"]
@@ -82,7 +82,7 @@ def read_manifest(client: Any, bucket: str, prefix: str | None, snapshot: str = 
         finally:
             body.close()
     except ClientError as exc:
-        if _is_not_found(exc):
+        if is_not_found(exc):
             if ts is None:
                 raise SnapshotError(
                     f"no snapshot found: s3://{bucket}/{key} does not exist at {endpoint}. Check --prefix "
@@ -92,9 +92,9 @@ def read_manifest(client: Any, bucket: str, prefix: str | None, snapshot: str = 
                 f"snapshot {ts} not found: s3://{bucket}/{key} does not exist at {endpoint} "
                 "(run with --list to see the available snapshots)"
             ) from exc
-        raise _s3_error(exc, client, bucket, key=key) from exc
+        raise s3_error(exc, client, bucket, key=key) from exc
     except BotoCoreError as exc:
-        raise _s3_error(exc, client, bucket, key=key) from exc
+        raise s3_error(exc, client, bucket, key=key) from exc
     if len(raw) > MAX_MANIFEST_BYTES:
         raise SnapshotError(
             f"s3://{bucket}/{key} at {endpoint} is larger than {MAX_MANIFEST_BYTES} bytes: not a manifest"
@@ -116,7 +116,7 @@ def _download_file(client: Any, bucket: str, entry: ManifestFile, target: Path, 
     An interrupted stream is resumed with a Range request pinned to the object's ETag (If-Match), so an object
     overwritten mid-download is detected instead of being silently stitched together.
     """
-    endpoint = _endpoint(client)
+    endpoint = endpoint_of(client)
     part = target.with_name(target.name + ".part")
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -151,14 +151,14 @@ def _download_file(client: Any, bucket: str, entry: ManifestFile, target: Path, 
                     finally:
                         body.close()
                     break
-                except _STREAM_ERRORS as exc:
+                except STREAM_ERRORS as exc:
                     resumes += 1
                     if resumes > MAX_RESUMES:
-                        raise _s3_error(exc, client, bucket, key=entry.key) from exc
+                        raise s3_error(exc, client, bucket, key=entry.key) from exc
                     logger.warning("download of s3://%s/%s interrupted (%s), resuming", bucket, entry.key, exc)
                 except ClientError as exc:
-                    code = _error_code(exc)[0]
-                    if _is_not_found(exc):
+                    code = error_code(exc)[0]
+                    if is_not_found(exc):
                         raise SnapshotError(
                             f"snapshot file s3://{bucket}/{entry.key} listed in the manifest of snapshot "
                             f"{snapshot} does not exist at {endpoint}: the snapshot was deleted or is "
@@ -171,9 +171,9 @@ def _download_file(client: Any, bucket: str, entry: ManifestFile, target: Path, 
                         ) from exc
                     if code in ("InvalidRange", "416") and written:
                         break  # everything was already received; verification below decides
-                    raise _s3_error(exc, client, bucket, key=entry.key) from exc
+                    raise s3_error(exc, client, bucket, key=entry.key) from exc
                 except BotoCoreError as exc:
-                    raise _s3_error(exc, client, bucket, key=entry.key) from exc
+                    raise s3_error(exc, client, bucket, key=entry.key) from exc
         actual = digest.hexdigest()
         if written != entry.size or actual != entry.sha256:
             raise ChecksumMismatch(bucket, entry.key, entry.sha256, actual, entry.size, written, endpoint)

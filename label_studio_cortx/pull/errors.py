@@ -56,11 +56,13 @@ class ChecksumMismatch(SnapshotError):
         )
 
 
-def _endpoint(client: Any) -> str:
+def endpoint_of(client: Any) -> str:
+    """The endpoint a client talks to, for messages."""
     return str(getattr(client.meta, "endpoint_url", "") or "the default AWS endpoint")
 
 
-def _error_code(exc: ClientError) -> tuple[str, int | None, str]:
+def error_code(exc: ClientError) -> tuple[str, int | None, str]:
+    """(S3 error code, HTTP status, the store's message) of a ClientError."""
     error = exc.response.get("Error", {}) or {}
     status = (exc.response.get("ResponseMetadata", {}) or {}).get("HTTPStatusCode")
     code = str(error.get("Code") or status or "Unknown")
@@ -83,18 +85,18 @@ _AUTH_HINTS = {
 }
 
 
-def _is_not_found(exc: BaseException) -> bool:
-    return isinstance(exc, ClientError) and _error_code(exc)[0] in _NOT_FOUND_CODES
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and error_code(exc)[0] in _NOT_FOUND_CODES
 
 
-def _s3_error(
+def s3_error(
     exc: BaseException, client: Any, bucket: str, key: str | None = None, prefix: str | None = None
 ) -> SnapshotError:
     """Translate a boto3/botocore exception into a :class:`SnapshotError` naming bucket/prefix/endpoint.
 
     Messages are built from our own text plus the S3 error code/message; credentials never appear in them.
     """
-    endpoint = _endpoint(client)
+    endpoint = endpoint_of(client)
     if key:
         where = f"s3://{bucket}/{key}"
     elif prefix is not None:
@@ -102,7 +104,7 @@ def _s3_error(
     else:
         where = f"bucket {bucket!r}"
     if isinstance(exc, ClientError):
-        code, status, message = _error_code(exc)
+        code, status, message = error_code(exc)
         if code == "NoSuchBucket":
             return SnapshotError(f"bucket {bucket!r} does not exist at {endpoint} (check --bucket and --endpoint)")
         if code in _AUTH_HINTS:
@@ -136,7 +138,7 @@ def _s3_error(
     return SnapshotError(f"S3 request for {where} at {endpoint} failed: {exc}")
 
 
-_STREAM_ERRORS = (
+STREAM_ERRORS = (
     ReadTimeoutError,
     ResponseStreamingError,
     IncompleteReadError,

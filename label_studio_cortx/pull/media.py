@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
-from .errors import _STREAM_ERRORS, SnapshotError, _endpoint, _error_code, _is_not_found, _s3_error
+from .errors import STREAM_ERRORS, SnapshotError, endpoint_of, error_code, is_not_found, s3_error
 from .imageinfo import NotAnImage, image_size
 from .manifest import sha256_file
 from .sources import Source
@@ -310,20 +310,20 @@ class Fetcher:
                         body.close()
                     out.flush()
                     break
-                except _STREAM_ERRORS as exc:
+                except STREAM_ERRORS as exc:
                     attempts += 1
                     out.flush()
                     if attempts > MAX_RESUMES:
-                        raise _s3_error(exc, client, bucket, key=key) from exc
+                        raise s3_error(exc, client, bucket, key=key) from exc
                     resumed = True
                     logger.warning("download of s3://%s/%s interrupted (%s), resuming", bucket, key, exc)
                 except ClientError as exc:
-                    code = _error_code(exc)[0]
-                    if _is_not_found(exc):
+                    code = error_code(exc)[0]
+                    if is_not_found(exc):
                         raise _Missing(f"s3://{bucket}/{key} does not exist") from exc
                     if code == "NoSuchBucket":  # most likely a source bucket on another S3 server
                         raise SnapshotError(
-                            f"s3://{bucket}/{key}: bucket {bucket!r} does not exist at {_endpoint(client)}; if it "
+                            f"s3://{bucket}/{key}: bucket {bucket!r} does not exist at {endpoint_of(client)}; if it "
                             f"lives on another S3 server, pass --media-endpoint {bucket}=URL "
                             f"(Python: clients={{{bucket!r}: make_client(URL, ...)}})"
                         ) from exc
@@ -339,11 +339,11 @@ class Fetcher:
                         )
                         attempts += 1
                         if attempts > MAX_RESUMES:
-                            raise _s3_error(exc, client, bucket, key=key) from exc
+                            raise s3_error(exc, client, bucket, key=key) from exc
                         continue
-                    raise _s3_error(exc, client, bucket, key=key) from exc
+                    raise s3_error(exc, client, bucket, key=key) from exc
                 except BotoCoreError as exc:
-                    raise _s3_error(exc, client, bucket, key=key) from exc
+                    raise s3_error(exc, client, bucket, key=key) from exc
         etag = (pin or "").strip('"')
         if total is not None and written != total:
             raise _Corrupt(f"s3://{bucket}/{key}: received {written} bytes, expected {total}")

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import SnapshotError, _s3_error
+from .errors import SnapshotError, s3_error
 
 #: Schemes of URIs naming an object in a bucket (Label Studio's S3 storages, and ours, write ``s3://``).
 OBJECT_SCHEMES = ("s3://", "s3a://", "s3n://")
@@ -113,7 +113,7 @@ class SourceIndex:
             except (ClientError, BotoCoreError) as exc:
                 # The snapshot's own bucket and endpoint are fine here: say which media source failed, and how to
                 # point it at another server.
-                error = _s3_error(exc, client, bucket, prefix=prefix)
+                error = s3_error(exc, client, bucket, prefix=prefix)
                 message = str(error).replace(" (check --bucket and --endpoint)", "")
                 raise SnapshotError(
                     f"media source s3://{bucket}/{prefix}: {message}; if bucket {bucket!r} lives on another server, "
