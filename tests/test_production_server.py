@@ -116,3 +116,19 @@ def test_gunicorn_with_redis_and_an_rq_worker_syncs_exports_and_proxies_media(s3
         assert keys(s3, bucket, "annotations/") == [f"annotations/{annotation['id']}"]
         assert read_json(s3, bucket, f"annotations/{annotation['id']}")["result"] == RESULT
         assert s3.secret_key not in worker.stdout + worker.stderr + server.log_tail(2000)
+
+
+@pytest.mark.parametrize("value, expected", [("60", "60 True"), ("", "0 False")])
+def test_the_production_server_keeps_database_connections(tmp_path, value, expected):
+    """CORTX_DB_CONN_MAX_AGE (the README's production server sets 60) becomes Django's persistent connections with
+    health checks; unset, Label Studio's connection per request stays."""
+    env = server_env(tmp_path, username=EMAIL, password=PASSWORD, token=None, trusted_endpoints=(), extra_env={})
+    env.update({"DJANGO_SETTINGS_MODULE": "label_studio_cortx.settings", "CORTX_DB_CONN_MAX_AGE": value})
+    code = (
+        "from django.conf import settings; db = settings.DATABASES['default']; "
+        "print(db.get('CONN_MAX_AGE', 0), db.get('CONN_HEALTH_CHECKS', False))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == expected
