@@ -47,7 +47,8 @@ def test_files_mode_across_pages_creates_each_task_once(project, s3_http, source
     # Label Studio finds the storage of a task through the link accessor.
     assert first.get_storage_link().storage == storage
     project.refresh_from_db()
-    assert project.summary.all_data_columns  # the Data Manager learns the data columns
+    # The Data Manager learns the data columns: every task counted once.
+    assert list(project.summary.all_data_columns.values()) == [2150]
 
     # A re-sync that finds nothing new: one listing pass and one query per page, plus bookkeeping.
     with CaptureQueriesContext(connection) as queries:

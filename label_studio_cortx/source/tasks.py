@@ -98,7 +98,7 @@ def create_tasks(
             ],
             batch_size=settings.BATCH_SIZE,
         )
-        created_ids = [task.pk for task in tasks]
+        created = list(tasks)
 
     for obj in rich:
         # Predictions and annotations need Label Studio's serializers; such tasks are rare.
@@ -106,9 +106,11 @@ def create_tasks(
             task = storage.add_task(
                 project, project.maximum_annotations, _next_inner_id(project), storage, obj, link_class
             )
-            created_ids.append(task.pk)
+            created.append(task)
         except Exception as exc:
             progress.error(f"{obj.key}: task {obj.row_index or 0} was not imported ({exc})")
-    if created_ids and hasattr(project, "summary"):
-        project.summary.update_data_columns(Task.objects.filter(pk__in=created_ids).only("id", "data"))
-    return created_ids
+    if created and hasattr(project, "summary"):
+        # The tasks in hand carry the data as stored: reading a page of tasks back only to count columns would
+        # build every one of them a second time.
+        project.summary.update_data_columns(created)
+    return [task.pk for task in created]
