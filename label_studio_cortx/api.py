@@ -324,6 +324,14 @@ class CortxImportStorageEventsAPI(StorageErrorAsBadRequest, APIView):
         records = events.parse_notification(body, storage.bucket, conf.events_max_records())
         accept = events.key_filter(storage)
         wanted = [record for record in records if accept(record.key)]
+        cap = conf.events_max_pending()
+        pending = storage.pending_events.count() if wanted else 0
+        if pending + len(wanted) > cap:
+            # Back-pressure rather than an unbounded table: RGW's persistent topics and MinIO's queue resend later.
+            logger.warning("CORTX storage %s: %d bucket events wait (CORTX_EVENTS_MAX_PENDING=%d)", pk, pending, cap)
+            retry = str(max(1, int(conf.scheduler_tick_seconds())))
+            detail = f"{pending} bucket events of this storage wait to be applied (at most {cap}); send again later."
+            return Response({"detail": detail}, status=503, headers={"Retry-After": retry})
         queued = schedule.queue_events(storage, wanted)
         return Response({"queued": queued, "ignored": len(records) - len(wanted)})
 

@@ -73,6 +73,8 @@ TABLE: tuple[Setting, ...] = (
             "accepted (bytes); larger ones get 413."),
     Setting("CORTX_EVENTS_MAX_RECORDS", 1000, int, "Most event records in one notification request."),
     Setting("CORTX_EVENTS_BATCH_SIZE", 500, int, "Pending bucket events applied per batch."),
+    Setting("CORTX_EVENTS_MAX_PENDING", 100_000, int, "Most bucket events one storage may have waiting (say while "
+            "its store is down); beyond that a notification gets 503 with Retry-After and nothing is stored."),
     # --- the target side ------------------------------------------------------------------------------------
     Setting("CORTX_EXPORT_IN_BACKGROUND", True, _bool, "Save-time exports and deletes leave the request: RQ "
             "with Redis, else this process's bounded worker."),
@@ -211,3 +213,7 @@ def events_max_records() -> int:
 
 def events_batch_size() -> int:
     return max(1, int(get("CORTX_EVENTS_BATCH_SIZE")))
+
+
+def events_max_pending() -> int:
+    return max(1, int(get("CORTX_EVENTS_MAX_PENDING")))

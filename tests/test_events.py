@@ -317,6 +317,49 @@ def test_a_burst_of_10000_events_is_queued_without_the_store_and_applied_in_batc
     assert storage.meta["events_applied"] == 10000 and storage.last_sync_count == 500
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_storage_with_too_many_events_waiting_answers_503_and_stores_nothing(
+    project, trusted, anonymous, token_for, settings
+):
+    """The events table is bounded per storage: while CORTX_EVENTS_MAX_PENDING events wait (the store is down), a
+    notification is refused with 503 and Retry-After, so that the sender resends it later."""
+    from label_studio_cortx import schedule
+    from label_studio_cortx.devservers.moto_server import free_port
+    from label_studio_cortx.models import CortxStorageEvent
+
+    down = f"http://127.0.0.1:{free_port()}"
+    settings.CORTX_TRUSTED_ENDPOINTS = [trusted.url, down]
+    settings.CORTX_MAX_ATTEMPTS = 1
+    settings.CORTX_EVENTS_MAX_PENDING = 1500
+    bucket = new_bucket(trusted)
+    seed_objects(trusted, bucket, 10)
+    storage = _source(project, trusted, bucket)
+    type(storage).objects.filter(pk=storage.pk).update(s3_endpoint=down)
+    token = token_for(storage)
+
+    def body(count: int, first: int) -> dict:
+        return {"Records": [record(bucket, f"{first + i:05d}.jpg") for i in range(count)]}
+
+    def waiting() -> int:
+        return CortxStorageEvent.objects.filter(storage=storage).count()
+
+    assert _post(anonymous, storage, body(1000, 0), token=token).status_code == 200
+    assert _settle_failed(storage) == "failed" and waiting() == 1000
+    refused = _post(anonymous, storage, body(1000, 1000), token=token)
+    assert refused.status_code == 503 and int(refused["Retry-After"]) >= 1
+    assert "1000 bucket events" in refused.json()["detail"] and waiting() == 1000
+    assert _post(anonymous, storage, body(500, 1000), token=token).status_code == 200  # up to the cap
+    assert _settle_failed(storage) == "failed" and waiting() == 1500
+    assert _post(anonymous, storage, body(1, 5000), token=token).status_code == 503
+
+    # The store is back: the waiting events are applied (10 of the keys exist) and notifications are taken again.
+    type(storage).objects.filter(pk=storage.pk).update(s3_endpoint=trusted.url)
+    schedule.apply_pending_events_soon()
+    assert _settle(storage) == "completed" and waiting() == 0 and project.tasks.count() == 10
+    assert _post(anonymous, storage, body(1000, 2000), token=token).status_code == 200
+    _settle(storage)
+
+
 def _settle_failed(storage, timeout=120):
     """Wait until every queued attempt to apply the events has run (the ten requests may have queued more than
     one: a later attempt still running would read the endpoint before the test repairs it) and the last failed."""
