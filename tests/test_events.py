@@ -282,6 +282,21 @@ def test_out_of_order_events_end_in_the_state_of_the_store(project, trusted, ano
     assert schedule.next_sync_at(storage) is None
 
 
+def _source_with_its_store_down(project, trusted, settings, objects: int):
+    """A source storage over a bucket of ``objects`` objects, whose endpoint then points where nothing listens (the
+    store is down until the test puts ``trusted.url`` back); (storage, bucket)."""
+    from label_studio_cortx.devservers.moto_server import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"
+    settings.CORTX_TRUSTED_ENDPOINTS = [trusted.url, down]
+    settings.CORTX_MAX_ATTEMPTS = 1
+    bucket = new_bucket(trusted)
+    seed_objects(trusted, bucket, objects)
+    storage = _source(project, trusted, bucket)
+    type(storage).objects.filter(pk=storage.pk).update(s3_endpoint=down)
+    return storage, bucket
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_burst_of_10000_events_is_queued_without_the_store_and_applied_in_batches(
     project, trusted, anonymous, token_for, settings
@@ -289,16 +304,9 @@ def test_a_burst_of_10000_events_is_queued_without_the_store_and_applied_in_batc
     """The requests never touch the store: they are answered while it is down, and the events wait until it is
     back. Then 10,000 events (20 for each of 500 keys) become 500 tasks, in batches."""
     from label_studio_cortx import schedule
-    from label_studio_cortx.devservers.moto_server import free_port
     from label_studio_cortx.models import CortxStorageEvent
 
-    down = f"http://127.0.0.1:{free_port()}"
-    settings.CORTX_TRUSTED_ENDPOINTS = [trusted.url, down]
-    settings.CORTX_MAX_ATTEMPTS = 1
-    bucket = new_bucket(trusted)
-    seed_objects(trusted, bucket, 500)
-    storage = _source(project, trusted, bucket)
-    type(storage).objects.filter(pk=storage.pk).update(s3_endpoint=down)
+    storage, bucket = _source_with_its_store_down(project, trusted, settings, objects=500)
     token = token_for(storage)
     for request in range(10):
         body = {"Records": [record(bucket, f"{i % 500:05d}.jpg", sequencer=f"{request:04x}{i:04x}")
@@ -324,17 +332,10 @@ def test_a_storage_with_too_many_events_waiting_answers_503_and_stores_nothing(
     """The events table is bounded per storage: while CORTX_EVENTS_MAX_PENDING events wait (the store is down), a
     notification is refused with 503 and Retry-After, so that the sender resends it later."""
     from label_studio_cortx import schedule
-    from label_studio_cortx.devservers.moto_server import free_port
     from label_studio_cortx.models import CortxStorageEvent
 
-    down = f"http://127.0.0.1:{free_port()}"
-    settings.CORTX_TRUSTED_ENDPOINTS = [trusted.url, down]
-    settings.CORTX_MAX_ATTEMPTS = 1
     settings.CORTX_EVENTS_MAX_PENDING = 1500
-    bucket = new_bucket(trusted)
-    seed_objects(trusted, bucket, 10)
-    storage = _source(project, trusted, bucket)
-    type(storage).objects.filter(pk=storage.pk).update(s3_endpoint=down)
+    storage, bucket = _source_with_its_store_down(project, trusted, settings, objects=10)
     token = token_for(storage)
 
     def body(count: int, first: int) -> dict:
