@@ -298,7 +298,8 @@ class CortxImportStorageEventsTokenAPI(StorageErrorAsBadRequest, generics.Generi
     description="Authenticated by the storage's events token (`Authorization: Bearer <token>` or `?token=`), not "
     "by a session. The records are queued and applied in the background: created keys become tasks, removed keys "
     "follow the storage's reconciliation options. 401 for a wrong token, 400 for a malformed body, 413 for one "
-    "above CORTX_EVENTS_MAX_BODY_BYTES; none of them changes anything.",
+    "above CORTX_EVENTS_MAX_BODY_BYTES, 503 with Retry-After while CORTX_EVENTS_MAX_PENDING events of the storage "
+    "wait; none of them changes anything.",
 )
 class CortxImportStorageEventsAPI(StorageErrorAsBadRequest, APIView):
     authentication_classes = ()

@@ -59,7 +59,7 @@ def start_sync(
         )
         storage.info_set_job(rq_job.id)
         return
-    _release_if_orphaned(storage)
+    release_if_orphaned(storage)
     if not storage.info_set_queued():
         return
     storage.meta["cortx_runner"] = RUNNER
@@ -82,7 +82,7 @@ def sync_now(storage, job: Callable = import_sync_background, *args, check: bool
     sync, so it never runs beside one of another process. False when a sync of it is already queued or running."""
     if check:
         job, args = checked_sync, (job, *args)
-    _release_if_orphaned(storage)
+    release_if_orphaned(storage)
     if not storage.info_set_queued():
         return False
     storage.meta["cortx_runner"] = RUNNER
@@ -141,7 +141,7 @@ def _runner_alive(runner: str) -> bool:
     return int(pid) != os.getpid()
 
 
-def _release_if_orphaned(storage) -> None:
+def release_if_orphaned(storage) -> None:
     runner = (storage.meta or {}).get("cortx_runner")
     if storage.status not in (storage.Status.QUEUED, storage.Status.IN_PROGRESS) or not runner:
         return
@@ -152,8 +152,6 @@ def _release_if_orphaned(storage) -> None:
     storage.traceback = "The server stopped while this sync was running. Run it again."
     storage.save(update_fields=["status", "traceback"])
 
-
-release_if_orphaned = _release_if_orphaned
 
 
 def _run(job: Callable, storage_class, storage_id: int, *args) -> None:

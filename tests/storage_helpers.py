@@ -121,3 +121,24 @@ def seed_objects(endpoint, bucket: str, count: int, prefix: str = "") -> None:
     client = endpoint.client()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: client.put_object(Bucket=bucket, Key=f"{prefix}{i:05d}.jpg", Body=b"x"), range(count)))
+
+
+def plugin_env(settings, **extra: str) -> dict:
+    """The environment an admin gives a worker or a management command: the plugin's settings module, this
+    test's database (SQLite file or PostgreSQL), and ``extra``."""
+    import os
+
+    database = settings.DATABASES["default"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "label_studio_cortx.settings", "SENTRY_DSN": "", **extra}
+    if database["ENGINE"].endswith("sqlite3"):
+        env.update(DJANGO_DB="sqlite", DATABASE_NAME=database["NAME"])
+    else:
+        env.update(
+            DJANGO_DB="postgresql",
+            POSTGRE_NAME=database["NAME"],
+            POSTGRE_HOST=database["HOST"] or "127.0.0.1",
+            POSTGRE_PORT=str(database["PORT"] or 5432),
+            POSTGRE_USER=database["USER"],
+            POSTGRE_PASSWORD=database["PASSWORD"],
+        )
+    return env

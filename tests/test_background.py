@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.storage_helpers import create_storage, new_bucket, seed_objects
+from tests.storage_helpers import create_storage, new_bucket, plugin_env, seed_objects
 
 
 def _source(project, endpoint, bucket, **fields):
@@ -148,28 +148,7 @@ def test_sync_runs_on_an_rq_worker_when_redis_is_configured(api, project, s3_htt
 
 def _worker_env(settings, redis_url: str, endpoint) -> dict:
     """The environment an admin gives a worker: the plugin's settings module and this test's database."""
-    import os
-
-    database = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "label_studio_cortx.settings",
-        "CORTX_REDIS_URL": redis_url,
-        "CORTX_TRUSTED_ENDPOINTS": endpoint.url,
-        "SENTRY_DSN": "",
-    }
-    if database["ENGINE"].endswith("sqlite3"):
-        env.update(DJANGO_DB="sqlite", DATABASE_NAME=database["NAME"])
-    else:
-        env.update(
-            DJANGO_DB="postgresql",
-            POSTGRE_NAME=database["NAME"],
-            POSTGRE_HOST=database["HOST"] or "127.0.0.1",
-            POSTGRE_PORT=str(database["PORT"] or 5432),
-            POSTGRE_USER=database["USER"],
-            POSTGRE_PASSWORD=database["PASSWORD"],
-        )
-    return env
+    return plugin_env(settings, CORTX_REDIS_URL=redis_url, CORTX_TRUSTED_ENDPOINTS=endpoint.url)
 
 
 @pytest.mark.django_db(transaction=True)

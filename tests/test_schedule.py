@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.storage_helpers import create_storage, new_bucket, payload, put, seed_objects
+from tests.storage_helpers import create_storage, new_bucket, payload, plugin_env, put, seed_objects
 from tests.test_background import redis_url, rq_queues  # noqa: F401 - fixtures shared with the RQ tests
 
 
@@ -253,27 +253,8 @@ def test_a_store_that_is_down_fails_the_scheduled_sync_with_the_reason_and_stays
 
 # --- cortx_sync, as cron runs it -------------------------------------------------------------------------------
 def _command_env(settings, extra: dict | None = None) -> dict:
-    database = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "label_studio_cortx.settings",
-        "SENTRY_DSN": "",
-        "CORTX_TRUSTED_ENDPOINTS": ",".join(settings.CORTX_TRUSTED_ENDPOINTS),
-        "CORTX_MAX_ATTEMPTS": "1",
-        **(extra or {}),
-    }
-    if database["ENGINE"].endswith("sqlite3"):
-        env.update(DJANGO_DB="sqlite", DATABASE_NAME=database["NAME"])
-    else:
-        env.update(
-            DJANGO_DB="postgresql",
-            POSTGRE_NAME=database["NAME"],
-            POSTGRE_HOST=database["HOST"] or "127.0.0.1",
-            POSTGRE_PORT=str(database["PORT"] or 5432),
-            POSTGRE_USER=database["USER"],
-            POSTGRE_PASSWORD=database["PASSWORD"],
-        )
-    return env
+    trusted = ",".join(settings.CORTX_TRUSTED_ENDPOINTS)
+    return plugin_env(settings, CORTX_TRUSTED_ENDPOINTS=trusted, CORTX_MAX_ATTEMPTS="1", **(extra or {}))
 
 
 def _cortx_sync(settings, *args: str) -> subprocess.CompletedProcess:

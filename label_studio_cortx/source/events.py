@@ -28,10 +28,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 from django.utils import timezone
-from fsm.functions import backfill_fsm_states_for_tasks
 from tasks.models import Task
-from webhooks.models import WebhookAction
-from webhooks.utils import emit_webhooks_for_instance
 
 from .. import conf
 from ..connection.errors import StorageError, translated
@@ -179,27 +176,13 @@ def apply_pending(storage, link_class) -> SyncProgress:
             storage.info_update_progress(
                 last_sync_count=progress.created, tasks_existed=progress.existed, errors=progress.error_count
             )
-    if progress.task_ids_for_webhook:
-        emit_webhooks_for_instance(
-            storage.project.organization, storage.project, WebhookAction.TASKS_CREATED, progress.task_ids_for_webhook
-        )
-    backfill_fsm_states_for_tasks(storage.id, progress.created, link_class)
-    storage.project.update_tasks_states(
-        maximum_annotations_changed=False, overlap_cohort_percentage_changed=False, tasks_number_changed=True
-    )
     counts = {
         "events_applied": applied,
         "tasks_existed": progress.existed,
         "tasks_removed": progress.removed,
         "tasks_missing_kept": progress.kept_missing,
     }
-    if progress.error_count:
-        storage.info_set_completed_with_errors(
-            last_sync_count=progress.created, validation_errors=progress.report(), errors=progress.error_count, **counts
-        )
-    else:
-        storage.info_set_completed(last_sync_count=progress.created, **counts)
-    return progress
+    return sync.finish(storage, link_class, progress, counts)
 
 
 def _apply_batch(storage, link_class, events: dict, progress, started, client, pool) -> None:
@@ -225,13 +208,13 @@ def _apply_batch(storage, link_class, events: dict, progress, started, client, p
     gone = [key for key, (there, _) in states.items() if not there and key in linked]
     if created:
         partial: dict[str, TaskFile] = {}
-        objects = sync._read_new_objects(storage, created, None if storage.use_blob_urls else pool, progress, partial)
+        objects = sync.read_new_objects(storage, created, None if storage.use_blob_urls else pool, progress, partial)
         etags = {entry["Key"]: entry["ETag"] for entry in created}
         ids = create_tasks(storage, link_class, objects, progress, etags, started)
         progress.created += len(ids)
         progress.task_ids_for_webhook.extend(ids)
         if partial:
-            sync._record_partial_files(storage, partial, etags)
+            sync.record_partial_files(storage, partial, etags)
     if known_changed and storage.sync_update_changed:
         reconcile.mark_seen(storage, link_class, known_changed, started, progress)
     if gone:

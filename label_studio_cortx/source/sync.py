@@ -43,7 +43,7 @@ STREAM_CHUNK_ROWS = 1000
 INCOMPLETE = "import not finished (the sync stopped while reading this file); the next sync goes on with it"
 
 
-def _read_new_objects(
+def read_new_objects(
     storage, entries: list[dict], pool: ThreadPoolExecutor | None, progress, partial: dict[str, TaskFile]
 ) -> list[StorageObject]:
     """The tasks of a page's new objects; task files read in part are added to ``partial`` by key."""
@@ -186,7 +186,7 @@ def _emit_created(storage, progress: SyncProgress, force: bool = False) -> None:
         progress.task_ids_for_webhook = []
 
 
-def _record_partial_files(storage, partial: dict[str, TaskFile], etags: dict) -> None:
+def record_partial_files(storage, partial: dict[str, TaskFile], etags: dict) -> None:
     for key, file in partial.items():
         storage.task_file_problems.update_or_create(
             key=key, defaults={"etag": etags.get(key), "problems": file.problems.report()}
@@ -209,7 +209,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
             new_entries = [entry for entry in entries if entry["Key"] not in existing]
             large = [] if storage.use_blob_urls else [e for e in new_entries if _streams(e)]
             partial: dict[str, TaskFile] = {}
-            objects = _read_new_objects(storage, [e for e in new_entries if e not in large], pool, progress, partial)
+            objects = read_new_objects(storage, [e for e in new_entries if e not in large], pool, progress, partial)
             etags = {entry["Key"]: entry.get("ETag") for entry in entries}
             created = create_tasks(storage, link_class, objects, progress, etags, started)
             progress.created += len(created)
@@ -221,7 +221,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
                     storage, link_class, [e for e in entries if e["Key"] in existing], progress, started, partial
                 )
             if partial:
-                _record_partial_files(storage, partial, etags)
+                record_partial_files(storage, partial, etags)
             _emit_created(storage, progress)
             if storage.sync_remove_missing or storage.sync_update_changed:
                 reconcile.mark_seen(storage, link_class, entries, started, progress)
@@ -234,16 +234,22 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
 
     if storage.sync_remove_missing:
         reconcile.remove_missing(storage, link_class, started, progress)
-    _emit_created(storage, progress, force=True)
-    backfill_fsm_states_for_tasks(storage.id, progress.created, link_class)
-    storage.project.update_tasks_states(
-        maximum_annotations_changed=False, overlap_cohort_percentage_changed=False, tasks_number_changed=True
-    )
     counts = {"tasks_existed": progress.existed}
     if storage.sync_update_changed:
         counts["tasks_updated"] = progress.updated
     if storage.sync_remove_missing:
         counts.update(tasks_removed=progress.removed, tasks_missing_kept=progress.kept_missing)
+    return finish(storage, link_class, progress, counts)
+
+
+def finish(storage, link_class, progress: SyncProgress, counts: dict) -> SyncProgress:
+    """The end of a sync (a full one or a batch of bucket events): the last TASKS_CREATED webhook, Label Studio's
+    FSM states and task counters, and the final status with ``counts`` in the storage's meta."""
+    _emit_created(storage, progress, force=True)
+    backfill_fsm_states_for_tasks(storage.id, progress.created, link_class)
+    storage.project.update_tasks_states(
+        maximum_annotations_changed=False, overlap_cohort_percentage_changed=False, tasks_number_changed=True
+    )
     if progress.error_count:
         storage.info_set_completed_with_errors(
             last_sync_count=progress.created, validation_errors=progress.report(), errors=progress.error_count, **counts
