@@ -13,9 +13,10 @@ PACKAGE = ROOT / "label_studio_cortx"
 # What each part may import of the plugin (besides itself). The Django layer (top-level modules) may import all.
 ALLOWED = {
     "conf": {"connection.config"},
+    "rows": set(),
     "connection": {"conf"},
-    "source": {"conf", "connection"},
-    "target": {"conf", "connection", "pull.manifest", "__init__"},
+    "source": {"conf", "connection", "rows"},
+    "target": {"conf", "connection", "rows", "pull.manifest", "__init__"},
     "pull": {"connection.config", "connection.ca_bundle"},
     "devservers": {"connection.config"},
 }

@@ -139,3 +139,68 @@ def test_listing_falls_back_to_v1_when_v2_is_not_implemented():
             return Paginator(name)
 
     assert list(iter_pages(Client(), "bucket", {"Prefix": "p/"})) == [[{"Key": "p/1"}], [{"Key": "p/2"}]]
+
+
+def test_plain_rows_are_what_bulk_create_writes(project, s3_http, source, monkeypatch):
+    """Tasks and links written as plain rows (COPY / executemany) hold exactly what Django's bulk_create writes:
+    every column, defaults included, and each link points at its own task."""
+    from django.utils import timezone
+    from io_storages.utils import StorageObject
+    from tasks.models import Task
+
+    from label_studio_cortx import rows
+    from label_studio_cortx.models import CortxImportStorageLink
+    from label_studio_cortx.source import tasks
+
+    storage = source(s3_http, new_bucket(s3_http), use_blob_urls=False)
+    seen = timezone.now()
+    samples = [
+        {"data": {"text": "plain"}},
+        {"data": {"text": 'naïve ✓ "quoted" \\ back\tslash\nnewline', "n": [1, 2.5, None, True]}, "meta": {"m": 1}},
+        {"data": {"image": "s3://b/x.jpg"}, "allow_skip": "false"},
+        {"data": {"image": "s3://b/y.jpg"}, "allow_skip": False, "meta": {}},
+    ]
+
+    def create(prefix: str) -> list[int]:
+        objects = [
+            StorageObject(key=f"{prefix}/{i}.json", task_data=sample, row_index=i if i % 2 else None)
+            for i, sample in enumerate(samples)
+        ]
+        etags = {f"{prefix}/0.json": '"etag-0"'}
+        return tasks.create_tasks(storage, CortxImportStorageLink, objects, tasks.SyncProgress(), etags, seen)
+
+    def written(ids: list[int]) -> list[tuple[dict, dict]]:
+        found = []
+        for task_id in ids:
+            task = Task.objects.filter(pk=task_id).values().get()
+            link = CortxImportStorageLink.objects.filter(task_id=task_id).values().get()
+            assert task["created_at"] is not None and abs((task["created_at"] - seen).total_seconds()) < 60
+            assert link["key"].endswith(f"/{ids.index(task_id)}.json")
+            for volatile in ("id", "inner_id", "created_at", "updated_at"):
+                task.pop(volatile)
+            for volatile in ("id", "task_id", "key", "created_at"):
+                link.pop(volatile)
+            found.append((task, link))
+        return found
+
+    assert rows.supported()
+    plain_ids = create("plain")
+    monkeypatch.setattr(rows, "supported", lambda: False)
+    orm_ids = create("orm")
+    assert written(plain_ids) == written(orm_ids)
+    plain = list(Task.objects.filter(pk__in=plain_ids).order_by("id"))
+    assert [t.allow_skip for t in plain] == [True, True, False, False]
+    assert plain[1].data["text"].startswith("naïve ✓") and plain[1].meta == {"m": 1}
+    inner = Task.objects.filter(project=project).order_by("id").values_list("inner_id", flat=True)
+    assert list(inner) == list(range(1, 9))
+
+    # A task whose allow_skip is no boolean is reported by key and row; the others of its page are created.
+    monkeypatch.undo()
+    progress = tasks.SyncProgress()
+    objects = [
+        StorageObject(key="bad.jsonl", task_data={"data": {"text": "x"}, "allow_skip": "maybe"}, row_index=3),
+        StorageObject(key="good.json", task_data={"data": {"text": "y"}, "allow_skip": 0}),
+    ]
+    created = tasks.create_tasks(storage, CortxImportStorageLink, objects, progress)
+    assert len(created) == 1 and Task.objects.get(pk=created[0]).allow_skip is False
+    assert progress.report() == ["bad.jsonl: task 3 was not imported (allow_skip must be true or false)"]

@@ -23,7 +23,7 @@ from io_storages.utils import StorageObject
 from webhooks.models import WebhookAction
 from webhooks.utils import emit_webhooks_for_instance
 
-from .. import conf
+from .. import conf, rows
 from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, translated
 from . import reconcile
 from .listing import iter_object_pages, read_ahead
@@ -31,7 +31,7 @@ from .task_files import (
     TASK_FILE_EXTENSIONS,
     TaskFile,
     TaskFileError,
-    read_task_data,
+    file_tasks,
     read_task_file,
     stream_task_file,
 )
@@ -48,7 +48,7 @@ def read_new_objects(
 ) -> list[StorageObject]:
     """The tasks of a page's new objects; task files read in part are added to ``partial`` by key."""
     if storage.use_blob_urls:
-        return [obj for entry in entries for obj in read_task_data(storage, entry["Key"])]
+        return file_tasks(storage, [entry["Key"] for entry in entries])
     candidates = []
     for entry in entries:
         if entry["Key"].lower().endswith(TASK_FILE_EXTENSIONS):
@@ -204,7 +204,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
             if not entries:
                 continue
             keys = [entry["Key"] for entry in entries]
-            existing = set(link_class.objects.filter(storage=storage, key__in=keys).values_list("key", flat=True))
+            existing = rows.linked_keys(link_class, storage.pk, keys)
             progress.existed += len(existing)
             new_entries = [entry for entry in entries if entry["Key"] not in existing]
             large = [] if storage.use_blob_urls else [e for e in new_entries if _streams(e)]

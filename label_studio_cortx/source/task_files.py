@@ -38,9 +38,7 @@ def read_task_file(storage, key: str, client=None) -> TaskFile:
     file with no readable line at all fails as a whole (TaskFileError).
     """
     if storage.use_blob_urls:
-        return TaskFile(
-            key, [StorageObject(key=key, task_data={settings.DATA_UNDEFINED_NAME: f"s3://{storage.bucket}/{key}"})]
-        )
+        return TaskFile(key, file_tasks(storage, [key]))
     try:
         with translated(storage.s3_endpoint or "", bucket=storage.bucket, what=f"read of task file {key}"):
             client = client or storage.get_client()
@@ -64,6 +62,12 @@ def _parse(key: str, body) -> TaskFile:
     except (ValueError, UnicodeDecodeError) as exc:
         cause = exc.__cause__ or exc
         raise TaskFileError(key, f"not a valid JSON/JSONL task file ({cause})") from None
+
+
+def file_tasks(storage, keys: list[str]) -> list[StorageObject]:
+    """Files mode: one task per object, holding a link to it (Label Studio's ``$undefined$`` data key)."""
+    name, prefix = settings.DATA_UNDEFINED_NAME, f"s3://{storage.bucket}/"
+    return [StorageObject(key=key, task_data={name: prefix + key}) for key in keys]
 
 
 def read_task_data(storage, key: str, client=None) -> list[StorageObject]:

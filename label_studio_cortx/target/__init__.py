@@ -4,6 +4,6 @@
 - ``snapshots``: a whole project converted by Label Studio's exporter (JSON, CSV, COCO, VOC, YOLO ...),
   uploaded all-or-nothing with a manifest (format: ``pull.manifest``).
 
-May import ``connection``, ``conf``, ``pull.manifest`` and Label Studio's export machinery; never the
+May import ``connection``, ``conf``, ``rows``, ``pull.manifest`` and Label Studio's export machinery; never the
 models (jobs get the storage class from their caller), the source sync or the API layer.
 """

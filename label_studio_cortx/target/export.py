@@ -16,7 +16,7 @@ from core.utils.common import load_func
 from django.conf import settings
 from tasks.models import Annotation
 
-from .. import conf
+from .. import conf, rows
 from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, storage_error, translated
 
 logger = logging.getLogger(__name__)
@@ -148,16 +148,25 @@ def save_annotations(storage, annotations) -> None:
             except Exception as exc:
                 error = storage_error(exc, storage.s3_endpoint, bucket=storage.bucket, what="annotation upload")
                 errors.add(f"Annotation {annotation.pk}: {error}")
-        link_class.objects.bulk_create(
-            [link_class(storage=storage, annotation_id=pk) for pk in written],
-            update_conflicts=True,
-            unique_fields=["annotation", "storage"],
-            update_fields=["updated_at"],
-        )
+        if rows.supported():
+            rows.upsert_links(link_class, "annotation", written, {"storage": storage.pk}, ("annotation", "storage"))
+        else:
+            link_class.objects.bulk_create(
+                [link_class(storage=storage, annotation_id=pk) for pk in written],
+                update_conflicts=True,
+                unique_fields=["annotation", "storage"],
+                update_fields=["updated_at"],
+            )
         exported += len(written)
         storage.info_update_progress(last_sync_count=exported, total_annotations=total)
 
-    queryset = annotations.select_related("task", "project", "completed_by").order_by("pk")
+    # Label Studio's task serializer lists the task's comment authors (a many-to-many field): fetched per batch
+    # here, not with one query per annotation.
+    queryset = (
+        annotations.select_related("task", "project", "completed_by")
+        .prefetch_related("task__comment_authors")
+        .order_by("pk")
+    )
     pending: dict | None = None
     with ThreadPoolExecutor(max_workers=conf.export_workers()) as pool:
         for batch in _batched(queryset.iterator(chunk_size=EXPORT_BATCH_SIZE), EXPORT_BATCH_SIZE):
