@@ -14,6 +14,8 @@ HTTP, SigV4 authentication) and one database (``--db``: SQLite files, or Postgre
 Scenarios (``<n>`` is a size such as 10k):
 
 * ``floor_list_<n>``   one bare, paginated ListObjectsV2 pass over the files bucket (plain boto3 client)
+* ``floor_isolist_<n>`` the same pass through a client with the plugin's timestamp parser (ISO 8601 by the standard
+  library, ``connection.config.botocore_session``): what listing costs the plugin's own client
 * ``floor_get_<n>``    concurrent GETs of the JSON task files, pool = ``--workers``
 * ``floor_put_<n>``    concurrent PUTs of annotation-sized JSON bodies, pool = ``--workers``
 * ``ls_files_<n>``     Label Studio's S3 source storage, files mode (``use_blob_urls=True``)
@@ -179,6 +181,10 @@ class Plan:
         t, e = self.tasks_size, self.export_size
         out = [
             Scenario(f"floor_list_{size_label(n)}", "floor", "list", n, FILES_BUCKET.format(size=n))
+            for n in self.files_sizes
+        ]
+        out += [
+            Scenario(f"floor_isolist_{size_label(n)}", "floor", "isolist", n, FILES_BUCKET.format(size=n))
             for n in self.files_sizes
         ]
         out += [
@@ -631,13 +637,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def floor_client(cfg: dict):
+def floor_client(cfg: dict, iso_timestamps: bool = False):
+    """A plain boto3 client; with ``iso_timestamps``, from the plugin's botocore session (its timestamp parser)."""
     import boto3
 
+    from label_studio_cortx.connection.config import botocore_session
     from label_studio_cortx.devservers.moto_server import s3_client_config
 
     ep = cfg["endpoint"]
-    return boto3.session.Session().client(
+    session = boto3.session.Session(botocore_session=botocore_session()) if iso_timestamps else boto3.session.Session()
+    return session.client(
         "s3",
         endpoint_url=ep["url"],
         aws_access_key_id=ep["access_key"],
@@ -690,11 +699,11 @@ def annotation_like_body(i: int) -> bytes:
 
 
 def run_floor(sc: dict, cfg: dict) -> dict[str, Any]:
-    client = floor_client(cfg)
+    client = floor_client(cfg, iso_timestamps=sc["op"] == "isolist")
     workers = cfg["workers"]
     n = sc["size"]
     result: dict[str, Any] = {}
-    if sc["op"] == "list":
+    if sc["op"] in ("list", "isolist"):
         meter = Meter(cfg["moto_pid"])
         count = 0
         pages = client.get_paginator("list_objects_v2").paginate(
@@ -1104,6 +1113,16 @@ def target_rows(results: dict[str, dict], plan: Plan) -> list[list[str]]:
             target += ", >= 10x LS"
             checks.append(speedup_check(ls, cx, 10))
         row(f"Files mode, {size_label(n)} objects (floor: list)", ls, cx, fl, target, checks)
+        iso = results.get(f"floor_isolist_{s}")
+        if iso:
+            row(
+                f"Files mode, {size_label(n)} objects (floor: list, the plugin's timestamp parser)",
+                None,
+                cx,
+                iso,
+                "(for comparison)",
+                [],
+            )
 
     r = plan.resync_size
     cx, fl = results.get(f"cortx_resync_{size_label(r)}"), results.get(f"floor_list_{size_label(r)}")

@@ -18,7 +18,7 @@ from io_storages.s3.utils import _guard_client_connections
 
 from .. import conf
 from . import ca_bundle, endpoints
-from .config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config
+from .config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config, botocore_session
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ def _create(config: ConnectionConfig, endpoint_url: str, guard: bool, path_style
         aws_access_key_id=config.access_key_id,
         aws_secret_access_key=config.secret_access_key,
         aws_session_token=config.session_token,
+        botocore_session=botocore_session(),
     )
     client = session.client(
         "s3",

@@ -1,15 +1,19 @@
 """The one botocore configuration every CORTX client is built with: server side, pull side and dev servers.
 
 CORTX v1 rejects the flexible-checksum headers and trailer uploads that botocore >= 1.36 sends by
-default, and only path-style addressing works without per-bucket DNS. Imports botocore only (the pull
-side uses it without Django).
+default, and only path-style addressing works without per-bucket DNS. Clients come from a botocore
+session that reads ISO 8601 timestamps with the standard library (``botocore_session``). Imports
+botocore only (the pull side uses it without Django).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+import botocore.session
 from botocore.config import Config
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 # The signing region of stores that have no regions (CORTX, Ceph RGW, SeaweedFS, MinIO all accept it).
 DEFAULT_REGION = "us-east-1"
@@ -41,3 +45,27 @@ def botocore_config(limits: ClientLimits = DEFAULT_LIMITS, *, path_style: bool =
         max_pool_connections=limits.max_pool_connections,
         tcp_keepalive=True,
     )
+
+
+def parse_timestamp(value):
+    """botocore's timestamp parser, with ISO 8601 (the ``LastModified`` of every listed object) read by the
+    standard library.
+
+    botocore parses every timestamp with dateutil: about 45 us each, three quarters of the CPU of parsing a
+    1,000-key ListObjectsV2 page (66 ms against 18 ms on this project's benchmark machine), which a sync pays
+    for every object of the bucket. Other forms (HTTP dates in headers, epoch seconds) go to botocore's parser.
+    """
+    if isinstance(value, str) and value[:4].isdigit():
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return botocore_parse_timestamp(value)
+
+
+def botocore_session() -> botocore.session.Session:
+    """A new botocore session whose clients parse timestamps with ``parse_timestamp`` (botocore's documented
+    response-parser defaults, as the AWS CLI sets its own timestamp parser)."""
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+    return session

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import boto3
 
 from ..connection import ca_bundle as ca_bundles
-from ..connection.config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config
+from ..connection.config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config, botocore_session
 from .errors import SnapshotError
 
 
@@ -84,7 +84,7 @@ def make_client(
 
     limits = ClientLimits(connect_timeout, read_timeout, max_attempts, max_pool_connections)
     config = botocore_config(limits, path_style=path_style)
-    session = boto3.session.Session()
+    session = boto3.session.Session(botocore_session=botocore_session())
     return session.client(
         "s3",
         endpoint_url=endpoint_url,
