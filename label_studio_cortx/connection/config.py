@@ -52,7 +52,7 @@ def parse_timestamp(value):
     standard library.
 
     botocore parses every timestamp with dateutil: about 45 us each, three quarters of the CPU of parsing a
-    1,000-key ListObjectsV2 page (66 ms against 18 ms on this project's benchmark machine), which a sync pays
+    1,000-key ListObjectsV2 page (66 ms against about 19 ms on this project's benchmark machine), which a sync pays
     for every object of the bucket. Other forms (HTTP dates in headers, epoch seconds) go to botocore's parser.
     """
     if isinstance(value, str) and value[:4].isdigit():
