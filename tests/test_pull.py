@@ -942,3 +942,12 @@ def test_with_media_refuses_a_bad_split_and_formats_without_images(s3, published
     prefix, manifest = published["JSON_MIN"]
     code, _, err = run_cli(capsys, [str(tmp_path), *s3.cli("--bucket", BUCKET, "--prefix", prefix, "--with-media")])
     assert code == 2 and "--with-media needs a COCO, VOC or YOLO snapshot; this one is JSON_MIN" in err
+
+
+def test_a_secret_key_that_starts_with_a_dash_is_given_with_an_equals_sign():
+    """argparse takes "-..." after an option for another option; the help says to write --secret-key=KEY."""
+    from label_studio_cortx.pull.cli import build_pull_parser
+
+    parser = build_pull_parser()
+    assert parser.parse_args(["--bucket", "b", "--secret-key=-Ab_9"]).secret_key == "-Ab_9"
+    assert "--secret-key=KEY" in parser.format_help().replace("\n", " ").replace("  ", " ")

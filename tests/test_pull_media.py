@@ -97,7 +97,7 @@ def snapshot(api, s3, bucket, project, fmt: str) -> str:
 
 def pull_media(s3, bucket, prefix, dest: Path, *extra: str) -> int:
     argv = [str(dest), "--endpoint", s3.url, "--bucket", bucket, "--prefix", prefix, "--no-progress", "--with-media"]
-    argv += ["--access-key", s3.access_key, "--secret-key", s3.secret_key]
+    argv += ["--access-key", s3.access_key, f"--secret-key={s3.secret_key}"]
     if s3.ca_path:
         argv += ["--ca-bundle", s3.ca_path]
     return main_pull([*argv, *extra])

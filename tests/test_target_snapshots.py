@@ -86,7 +86,7 @@ def sync(api, storage_id) -> dict:
 
 def pull(endpoint, bucket, prefix, dest: Path, *extra: str) -> int:
     argv = [str(dest), "--endpoint", endpoint.url, "--bucket", bucket, "--prefix", prefix, "--no-progress"]
-    argv += ["--access-key", endpoint.access_key, "--secret-key", endpoint.secret_key, *extra]
+    argv += ["--access-key", endpoint.access_key, f"--secret-key={endpoint.secret_key}", *extra]
     return main_pull(argv)
 
 

@@ -161,9 +161,10 @@ def start_ceph_rgw(
             shutil.rmtree(root, ignore_errors=True)
 
     unregister = register_cleanup(cleanup)
-    admin = (f"RGWADMIN{secrets.token_hex(6).upper()}", secrets.token_urlsafe(30))
+    # Hex secrets: a secret that starts with "-" cannot follow a command-line option as its own argument.
+    admin = (f"RGWADMIN{secrets.token_hex(6).upper()}", secrets.token_hex(20))
     reader_uid = "reader"
-    reader = (f"RGWREAD{secrets.token_hex(6).upper()}", secrets.token_urlsafe(30))
+    reader = (f"RGWREAD{secrets.token_hex(6).upper()}", secrets.token_hex(20))
     endpoint = RealS3Endpoint(
         url=f"http://127.0.0.1:{rgw_port}",
         access_key=admin[0],

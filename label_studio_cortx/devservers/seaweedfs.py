@@ -80,7 +80,8 @@ def _identities(admin: tuple[str, str], reader: tuple[str, str]) -> dict:
 
 
 def _key_pair(role: str) -> tuple[str, str]:
-    return f"SW{role.upper()}{secrets.token_hex(6).upper()}", secrets.token_urlsafe(30)
+    # Hex secrets: a secret that starts with "-" cannot follow a command-line option as its own argument.
+    return f"SW{role.upper()}{secrets.token_hex(6).upper()}", secrets.token_hex(20)
 
 
 def start_seaweedfs(*, startup_timeout: float = 60.0, region: str = DEFAULT_REGION) -> RealS3Endpoint:

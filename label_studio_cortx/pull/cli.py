@@ -52,7 +52,10 @@ def build_pull_parser(prog: str = "label-studio-cortx pull") -> argparse.Argumen
     parser.add_argument(
         "--access-key", help="access key id (default: $AWS_ACCESS_KEY_ID; prefer the environment for secrets)"
     )
-    parser.add_argument("--secret-key", help="secret access key (default: $AWS_SECRET_ACCESS_KEY)")
+    parser.add_argument(
+        "--secret-key",
+        help="secret access key (default: $AWS_SECRET_ACCESS_KEY; give one that starts with - as --secret-key=KEY)",
+    )
     parser.add_argument("--session-token", help="session token (default: $AWS_SESSION_TOKEN)")
     parser.add_argument(
         "--region",
