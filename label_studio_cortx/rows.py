@@ -87,12 +87,8 @@ def insert(
     fixed = tuple(fixed_values)
     if connection.vendor == "postgresql":
         if returning and ids is None:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                    [model._meta.db_table, model._meta.pk.column, len(rows)],
-                )
-                ids = [row[0] for row in cursor.fetchall()]
+            # COPY returns no ids: the caller draws them with its own statement (source.tasks._open_page).
+            raise ValueError("PostgreSQL: pass the rows' ids to get them back")
         return _copy(model, table, quoted, rows, fixed, ids)
     placeholders = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {table} ({quoted}) VALUES ({placeholders})"

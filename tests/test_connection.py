@@ -175,26 +175,3 @@ def test_timestamps_parse_as_botocore_parses_them(value):
 
     parsed = fast(value)
     assert parsed == parse_timestamp(value) and parsed.utcoffset() == parse_timestamp(value).utcoffset()
-
-
-def test_listing_and_header_timestamps_match_a_bare_boto3_client(settings, s3_http):
-    """Over HTTP to moto: the plugin's client (fast ISO 8601 parser) reads the same LastModified as boto3."""
-    from tests.storage_helpers import new_bucket, seed_objects
-
-    settings.CORTX_TRUSTED_ENDPOINTS = [s3_http.url]
-    bucket = new_bucket(s3_http)
-    seed_objects(s3_http, bucket, 3)
-    plugin = get_client(
-        ConnectionConfig.build(s3_http.url, access_key_id=s3_http.access_key, secret_access_key=s3_http.secret_key)
-    )
-    bare = s3_http.client()
-    listed = plugin.list_objects_v2(Bucket=bucket)["Contents"]
-    assert [(o["Key"], o["LastModified"]) for o in listed] == [
-        (o["Key"], o["LastModified"]) for o in bare.list_objects_v2(Bucket=bucket)["Contents"]
-    ]
-    assert all(o["LastModified"].tzinfo is not None for o in listed)
-    key = listed[0]["Key"]
-    assert (
-        plugin.head_object(Bucket=bucket, Key=key)["LastModified"]
-        == bare.head_object(Bucket=bucket, Key=key)["LastModified"]
-    )

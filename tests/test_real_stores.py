@@ -538,3 +538,24 @@ def test_a_1024_byte_name_without_slashes(api, project, s3, store):
     assert task_url(task) == f"s3://{bucket}/{key}"
     response = api.get(_resolve_url(task, task_url(task)))
     assert response.status_code == 200 and b"".join(response.streaming_content) == b"flat"
+
+
+def test_listing_and_header_timestamps_match_a_bare_boto3_client(s3):
+    """On every store: the plugin's client (ISO 8601 by the standard library) reads the same LastModified as boto3."""
+    from label_studio_cortx.connection.client import ConnectionConfig, get_client
+    from tests.storage_helpers import new_bucket, seed_objects
+
+    bucket = new_bucket(s3)
+    seed_objects(s3, bucket, 3)
+    plugin = get_client(ConnectionConfig.build(s3.url, access_key_id=s3.access_key, secret_access_key=s3.secret_key))
+    bare = s3.client()
+    listed = plugin.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [(o["Key"], o["LastModified"]) for o in listed] == [
+        (o["Key"], o["LastModified"]) for o in bare.list_objects_v2(Bucket=bucket)["Contents"]
+    ]
+    assert all(o["LastModified"].tzinfo is not None for o in listed)
+    key = listed[0]["Key"]
+    assert (
+        plugin.head_object(Bucket=bucket, Key=key)["LastModified"]
+        == bare.head_object(Bucket=bucket, Key=key)["LastModified"]
+    )
