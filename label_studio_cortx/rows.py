@@ -5,7 +5,11 @@ object on PostgreSQL (docs/performance.md, "Real stores: where the time goes"): 
 one ``get_db_prep_save`` per column per row, ten times the listing's cost. Here only the columns that differ
 from row to row are given; every other column gets its field's default (or "now" for ``auto_now`` fields),
 prepared for the database once per batch, and the rows go to the database as plain tuples: ``COPY`` on
-PostgreSQL, ``executemany`` on SQLite. Other databases keep ``bulk_create`` (``supported``).
+PostgreSQL, multi-row ``INSERT`` statements on SQLite. Other databases keep ``bulk_create`` (``supported``).
+
+Not ``executemany`` on SQLite: Python's sqlite3 releases the GIL around every row's step and must take it back
+for the next row, so while other threads run Python (the export's upload pool, the listing thread) each row
+waits up to a GIL switch interval (5 ms): 200 links took 0.8 s instead of 3 ms (docs/performance.md).
 
 Values that differ per row must already be what the database stores: JSON fields as text from
 ``json_text``, foreign keys as ids. Rows are written as given; no model signal is sent, as with
@@ -14,7 +18,9 @@ Values that differ per row must already be what the database stores: JSON fields
 
 from __future__ import annotations
 
+import itertools
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -22,8 +28,9 @@ from typing import Any
 from django.db import connection, models
 from django.utils import timezone
 
-# Rows per SQLite executemany: bounds the memory of one statement's parameters, not the transaction.
-SQLITE_CHUNK = 2000
+# SQLite's bound on one statement's parameters when the library does not say (SQLITE_MAX_VARIABLE_NUMBER before
+# SQLite 3.32); newer libraries allow 32766, read from the connection.
+SQLITE_DEFAULT_MAX_PARAMS = 999
 
 
 def supported() -> bool:
@@ -90,17 +97,16 @@ def insert(
             # COPY returns no ids: the caller draws them with its own statement (source.tasks._open_page).
             raise ValueError("PostgreSQL: pass the rows' ids to get them back")
         return _copy(model, table, quoted, rows, fixed, ids)
-    placeholders = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {table} ({quoted}) VALUES ({placeholders})"
+    head = f"INSERT INTO {table} ({quoted}) VALUES "
     with connection.cursor() as cursor:
         first = 0
         if returning:
             # Once the first row is in, this transaction holds SQLite's write lock until it ends: every id from
-            # the first row's on is a row inserted here, in order.
-            cursor.execute(sql, rows[0] + fixed)
+            # the first row's on is a row inserted here, in row order (SQLite inserts a VALUES list in order,
+            # which Django's bulk_create relies on as well).
+            cursor.execute(head + _placeholders(1, len(columns)), rows[0] + fixed)
             first, rows = cursor.lastrowid, rows[1:]
-        for offset in range(0, len(rows), SQLITE_CHUNK):
-            cursor.executemany(sql, [row + fixed for row in rows[offset : offset + SQLITE_CHUNK]])
+        _sqlite_insert(cursor, head, "", [row + fixed for row in rows])
         if not returning:
             return []
         pk = connection.ops.quote_name(model._meta.pk.column)
@@ -110,6 +116,30 @@ def insert(
     if len(ids) != rows_inserted:
         raise RuntimeError(f"{model._meta.db_table}: inserted {rows_inserted} rows but found {len(ids)} new ids")
     return ids
+
+
+def _placeholders(count: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * count)
+
+
+def _sqlite_max_params() -> int:
+    connection.ensure_connection()
+    try:
+        return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    except (AttributeError, sqlite3.Error):
+        return SQLITE_DEFAULT_MAX_PARAMS
+
+
+def _sqlite_insert(cursor, head: str, tail: str, rows: Sequence[tuple]) -> None:
+    """SQLite: ``head`` + a multi-row VALUES list + ``tail``, as few statements as the parameter limit allows."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per_statement = max(1, _sqlite_max_params() // width)
+    for offset in range(0, len(rows), per_statement):
+        chunk = rows[offset : offset + per_statement]
+        cursor.execute(head + _placeholders(len(chunk), width) + tail, list(itertools.chain.from_iterable(chunk)))
 
 
 def _copy(model, table: str, quoted: str, rows: Sequence[tuple], fixed: tuple, ids: Sequence[int] | None) -> list:
@@ -146,17 +176,19 @@ def upsert_links(
         f"ON CONFLICT ({', '.join(quote(model._meta.get_field(name).column) for name in conflict)}) DO UPDATE SET "
         + ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in touched)
     )
-    placeholders = ", ".join(["%s"] * len(fixed_values))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            placeholders = ", ".join(["%s"] * len(fixed_values))
             cursor.execute(
                 f"INSERT INTO {table} ({column}, {others}) SELECT v, {placeholders} FROM unnest(%s::bigint[]) AS v "
                 + on_conflict,
                 [*fixed_values, list(values)],
             )
         else:
-            cursor.executemany(
-                f"INSERT INTO {table} ({column}, {others}) VALUES (%s, {placeholders}) " + on_conflict,
+            _sqlite_insert(
+                cursor,
+                f"INSERT INTO {table} ({column}, {others}) VALUES ",
+                " " + on_conflict,
                 [(value, *fixed_values) for value in values],
             )
 

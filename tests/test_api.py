@@ -800,18 +800,38 @@ def test_target_sync_records_each_batch_of_links_in_one_query(project, cortx_s3,
     assert len(keys(cortx_s3, bucket)) == count
 
 
-def test_batch_serialization_writes_what_label_studio_writes(project, cortx_s3, trust):
-    from tasks.models import Annotation
+def test_batch_serialization_writes_what_label_studio_writes(project, user, cortx_s3, trust):
+    """A target sync (batches, the storage's own project instance, prefetched comment authors) writes exactly
+    the bytes Label Studio's per-annotation serialization gives, for annotations with and without an author,
+    comment authors and task meta."""
+    from tasks.models import Annotation, Task
 
     from label_studio_cortx.models import CortxExportStorage
-    from label_studio_cortx.target.export import serialize_batch
+    from label_studio_cortx.target.export import object_key
 
     trust(cortx_s3)
     bucket = new_bucket(cortx_s3)
-    storage = CortxExportStorage.objects.create(project=project, bucket=bucket, s3_endpoint=cortx_s3.url)
-    annotations = [
-        Annotation.objects.create(task=_task(project, bucket), project=project, result=ANNOTATION_RESULT)
-        for _ in range(3)
-    ]
-    batch = list(Annotation.objects.filter(pk__in=[a.pk for a in annotations]).order_by("pk"))
-    assert serialize_batch(storage, batch) == [json.dumps(storage._get_serialized_data(a)).encode() for a in batch]
+    storage = CortxExportStorage.objects.create(
+        project=project,
+        bucket=bucket,
+        s3_endpoint=cortx_s3.url,
+        aws_access_key_id=cortx_s3.access_key,
+        aws_secret_access_key=cortx_s3.secret_key,
+    )
+    annotations = []
+    for i in range(5):
+        task = Task.objects.create(project=project, data={"image": f"s3://{bucket}/img/{i}.jpg"}, meta={"i": i})
+        if i % 2:
+            task.comment_authors.add(user)
+        annotations.append(
+            Annotation.objects.create(
+                task=task, project=project, result=ANNOTATION_RESULT, completed_by=user if i % 3 else None
+            )
+        )
+    storage.info_set_queued()
+    storage.save_annotations(Annotation.objects.filter(project=project))
+    for annotation in annotations:
+        fresh = Annotation.objects.get(pk=annotation.pk)
+        expected = json.dumps(storage._get_serialized_data(fresh)).encode()
+        written = cortx_s3.client().get_object(Bucket=bucket, Key=object_key(storage, fresh))["Body"].read()
+        assert written == expected

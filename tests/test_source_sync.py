@@ -228,3 +228,44 @@ def test_linked_keys_are_exactly_the_page_keys_that_have_links(project, s3_http,
     assert rows.linked_keys(CortxImportStorageLink, storage.pk, page) == {"B/1", "_x", "a/1", "a/3"}
     assert rows.linked_keys(CortxImportStorageLink, other.pk, page) == {"a/2"}
     assert rows.linked_keys(CortxImportStorageLink, storage.pk, []) == set()
+
+
+@pytest.mark.parametrize("max_params", [None, 40])
+def test_sqlite_rows_go_in_multi_row_statements(project, monkeypatch, max_params):
+    """On SQLite, rows and link upserts are multi-row statements, never executemany (whose per-row GIL hand-back
+    stalls behind busy threads: the export's uploads); split at the parameter limit, every row written once."""
+    from django.db.backends.utils import CursorWrapper
+    from tasks.models import Annotation, Task
+
+    from label_studio_cortx import rows
+    from label_studio_cortx.models import CortxExportStorage, CortxExportStorageLink
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite statements; PostgreSQL uses COPY and arrays")
+    if max_params:
+        monkeypatch.setattr(rows, "_sqlite_max_params", lambda: max_params)
+
+    def no_executemany(*args, **kwargs):
+        raise AssertionError("executemany on SQLite")
+
+    monkeypatch.setattr(CursorWrapper, "executemany", no_executemany)
+    json_text = rows.json_text(Task, "data")
+    values = [(json_text({"text": f"row {i}", "odd": "%s %% ?"}), 100 + i) for i in range(23)]
+    ids = rows.insert(Task, ("data", "inner_id"), values, {"project": project}, returning=True)
+    created = list(Task.objects.filter(pk__in=ids).order_by("id").values_list("id", "inner_id", "data"))
+    assert [row[0] for row in created] == ids and len(set(ids)) == 23
+    assert [(row[1], row[2]["text"]) for row in created] == [(100 + i, f"row {i}") for i in range(23)]
+    assert created[0][2]["odd"] == "%s %% ?"
+
+    storage = CortxExportStorage.objects.create(project=project, bucket="b", s3_endpoint="http://127.0.0.1:1")
+    annotations = Annotation.objects.bulk_create(
+        [Annotation(task_id=task_id, project=project, result=[]) for task_id in ids]
+    )
+    first = [a.pk for a in annotations[:10]]
+    rows.upsert_links(CortxExportStorageLink, "annotation", first, {"storage": storage.pk}, ("annotation", "storage"))
+    before = dict(CortxExportStorageLink.objects.filter(storage=storage).values_list("annotation_id", "updated_at"))
+    every = [a.pk for a in annotations]
+    rows.upsert_links(CortxExportStorageLink, "annotation", every, {"storage": storage.pk}, ("annotation", "storage"))
+    after = dict(CortxExportStorageLink.objects.filter(storage=storage).values_list("annotation_id", "updated_at"))
+    assert sorted(after) == sorted(every) and sorted(before) == sorted(first)
+    assert all(after[pk] >= before[pk] for pk in first)

@@ -114,7 +114,7 @@ class CreatedTask:
 def _open_page(project, count: int) -> tuple[int, list[int] | None]:
     """Lock the project row (inner ids are allocated under it, as Label Studio's importers do) and return the
     next inner id; on PostgreSQL also draw ``count`` task ids and let this transaction commit without waiting
-    for the disk (``rows.relax_commit``), all in one statement: while the listing thread parses the next page,
+    for the disk (``rows.RELAX_COMMIT``), all in one statement: while the listing thread parses the next page,
     every round trip to the database also waits for the GIL."""
     if connection.vendor != "postgresql":
         if connection.vendor != "sqlite":

@@ -161,9 +161,12 @@ def save_annotations(storage, annotations) -> None:
         storage.info_update_progress(last_sync_count=exported, total_annotations=total)
 
     # Label Studio's task serializer lists the task's comment authors (a many-to-many field): fetched per batch
-    # here, not with one query per annotation.
+    # here, not with one query per annotation. The project is the storage's own instance, not one joined per
+    # annotation: a Project parses its label config when loaded (0.7 ms, as much as serializing the annotation).
+    project = storage.project
     queryset = (
-        annotations.select_related("task", "project", "completed_by")
+        annotations.filter(project_id=project.pk)
+        .select_related("task", "completed_by")
         .prefetch_related("task__comment_authors")
         .order_by("pk")
     )
@@ -172,6 +175,7 @@ def save_annotations(storage, annotations) -> None:
         for batch in _batched(queryset.iterator(chunk_size=EXPORT_BATCH_SIZE), EXPORT_BATCH_SIZE):
             for annotation in batch:
                 annotation.cached_user = storage.cached_user
+                annotation.project = annotation.task.project = project
             # This batch serializes while the previous one is still uploading.
             futures = {
                 pool.submit(put_json, client, storage, object_key(storage, annotation), body): annotation
