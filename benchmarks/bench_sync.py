@@ -998,6 +998,13 @@ def plugin_source_hash() -> str:
     return digest.hexdigest()[:12]
 
 
+def server_label(endpoint) -> str:
+    """"SeaweedFS 4.48", "Ceph RGW 16.2.15" or "moto server" (its version is a row of its own)."""
+    if not hasattr(endpoint, "server"):
+        return "moto server"
+    return f"{endpoint.server} {getattr(endpoint, 'version', '')}".strip()
+
+
 def machine_info(endpoint, databases, loads: tuple[float, float], source_hashes: tuple[str, str]) -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -1039,7 +1046,7 @@ def machine_info(endpoint, databases, loads: tuple[float, float], source_hashes:
         "boto3 / botocore": f"{version('boto3')} / {version('botocore')}",
         "moto": version("moto"),
         "SQLite": sqlite3.sqlite_version,
-        "S3 endpoint": f"{getattr(endpoint, 'server', 'moto')} {getattr(endpoint, 'version', '')} at {endpoint.url} "
+        "S3 endpoint": f"{server_label(endpoint)} at {endpoint.url} "
         "(HTTP, SigV4 auth, the same server for all scenarios)",
         "Databases": databases.describe(),
         "Load average (1 min)": f"{loads[0]:.1f} at the start of the run, {loads[1]:.1f} at the end",

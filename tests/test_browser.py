@@ -8,7 +8,8 @@ download is not used). The steps share one signed-in page and run in file order:
 2. sync it: the card shows the status and the task count, the Data Manager lists the tasks;
 3. open a task: the image has real pixels, fetched through Label Studio, never from the S3 endpoint;
 4. add a CORTX S3 target storage, submit an annotation: the object appears in the bucket;
-5. a wrong secret key and an untrusted certificate each show their own message in the dialog.
+5. a wrong secret key and an untrusted certificate each show their own message in the dialog;
+6. a source whose dialog sets a sync interval is synced by the schedule, without the button.
 
 Screenshots of steps 1-4 (and of the step 5 message) go to a temporary folder; set
 ``CORTX_SCREENSHOT_DIR=docs/images`` to refresh the user guide's pictures.
@@ -17,6 +18,7 @@ Screenshots of steps 1-4 (and of the step 5 message) go to a temporary folder; s
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import time
@@ -85,6 +87,8 @@ def label_studio(endpoint, tmp_path_factory):
         password=PASSWORD,
         token=TOKEN,
         trusted_endpoints=[endpoint.url],
+        # Step 6 waits for the web process's scheduler thread: a tick every second instead of every 30.
+        extra_env={"CORTX_SCHEDULER_TICK_SECONDS": "1"},
     )
     yield server
     server.stop()
@@ -251,6 +255,15 @@ def _card_value(card, term: str) -> str:
     return card.locator(f'dt:has-text("{term}") + dd').inner_text().strip()
 
 
+def _wait_until_completed(ui: Session, card, project_id: int, timeout: float = 90) -> None:
+    """Label Studio's storage card does not poll: reload the page until the card says Completed."""
+    deadline = time.monotonic() + timeout
+    while _card_value(card, "Status") != "Completed" and time.monotonic() < deadline:
+        time.sleep(2)
+        ui.goto(f"/projects/{project_id}/settings/storage")
+    assert _card_value(card, "Status") == "Completed"
+
+
 # --- 1. add the source storage -------------------------------------------------------------------------------
 def test_1_add_cortx_source_storage(session, endpoint, project, screenshot_dir):
     page = session.page
@@ -281,11 +294,7 @@ def test_2_sync_creates_tasks_listed_in_data_manager(session, project, screensho
         card = _card(page, "Shapes on CORTX")
         card.get_by_role("button", name="Sync Storage").click()
         # A small sync answers with its final status; a slow machine may still show "In progress": reload.
-        deadline = time.monotonic() + 90
-        while _card_value(card, "Status") != "Completed" and time.monotonic() < deadline:
-            time.sleep(2)
-            session.goto(f"/projects/{project['id']}/settings/storage")
-        assert _card_value(card, "Status") == "Completed"
+        _wait_until_completed(session, card, project["id"])
         assert _card_value(card, "Tasks").startswith(f"{IMAGE_COUNT} ({IMAGE_COUNT} new)")
         _screenshot(session, screenshot_dir, "02-synced-storage.png")
 
@@ -430,6 +439,48 @@ def test_5_wrong_secret_and_untrusted_certificate_messages(session, endpoint, pr
         _close_error_modal(page)
         dialog.get_by_role("button", name="Close modal").click()
         dialog.wait_for(state="detached")
+
+
+# --- 6. a schedule set in the dialog ----------------------------------------------------------------------------
+def test_6_schedule_set_in_the_dialog_syncs_without_the_button(session, endpoint, label_studio):
+    """A source storage (a target syncs once when it is added, a Label Studio default) in a project of its own."""
+    _needs("source")
+    page = session.page
+    api = label_studio.api()
+    try:
+        scheduled = api.post(
+            "/api/projects", json={"title": "Scheduled shapes", "label_config": sample_data.LABEL_CONFIG}
+        ).json()
+        with session.step("6-schedule"):
+            dialog = _open_cortx_dialog(session, scheduled["id"], "Source")
+            _fill_connection(dialog, endpoint, title="Scheduled shapes", prefix="images")
+            _choose_files_import(page)
+            # Label Studio's counter field has no name attribute: found by its label.
+            interval = dialog.locator("label", has_text="Sync automatically every").locator(
+                "input[class*=counter__input]"
+            )
+            assert interval.count() == 1 and interval.input_value() == "0"
+            interval.fill("5")
+            assert interval.input_value() == "5"
+            assert _check_connection(page) == "Successfully connected!"
+            page.get_by_role("button", name="Add storage").click()
+            dialog.wait_for(state="detached")
+            card = _card(page, "Scheduled shapes")
+            card.wait_for()
+
+            # Never synced, so due at once: the web process's scheduler thread runs it at its next tick.
+            _wait_until_completed(session, card, scheduled["id"])
+            assert _card_value(card, "Tasks").startswith(f"{IMAGE_COUNT} ({IMAGE_COUNT} new)")
+
+            (storage,) = api.get("/api/storages/cortx", params={"project": scheduled["id"]}).json()
+            assert storage["sync_interval"] == 5
+            assert storage["meta"]["trigger"] == "schedule"
+            started = dt.datetime.fromisoformat(storage["sync_started_at"].replace("Z", "+00:00"))
+            due = dt.datetime.fromisoformat(storage["next_sync_at"].replace("Z", "+00:00"))
+            assert due - started == dt.timedelta(minutes=5)
+            assert api.get(f"/api/projects/{scheduled['id']}").json()["task_number"] == IMAGE_COUNT
+    finally:
+        api.close()
 
 
 def test_screenshots_were_written(screenshot_dir):
