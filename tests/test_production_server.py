@@ -2,7 +2,8 @@
 and a separate RQ worker process, all with the plugin's settings module and one SQLite database.
 
 A source sync and a save-time export both run on the RQ worker; media streams through the CORTX proxy of a
-gunicorn worker, and a repeat view of an unchanged image is answered 304 (the store's conditional GET).
+gunicorn worker, and a repeat view of an unchanged image is answered 304 (the store's conditional GET). The whole
+set-up runs against each store of the storage suite (``store``: moto, SeaweedFS, Ceph RGW, CORTX profile).
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def _rqworker(data_dir, s3) -> subprocess.CompletedProcess:
     )
 
 
-def test_gunicorn_with_redis_and_an_rq_worker_syncs_exports_and_proxies_media(s3_http, tmp_path, redis_db):
-    s3 = s3_http
+def test_gunicorn_with_redis_and_an_rq_worker_syncs_exports_and_proxies_media(store, tmp_path, redis_db):
+    """On every store of the storage suite: moto, SeaweedFS, Ceph RGW and the CORTX profile over Ceph RGW."""
+    s3 = store.endpoint
     bucket = new_bucket(s3)
     put(s3, bucket, "images/cat.png", IMAGE, content_type="image/png")
     data_dir = tmp_path / "ls"
