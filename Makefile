@@ -25,6 +25,7 @@ test: $(BIN)/activate
 	bash scripts/install-real-stores.sh $(VENV)
 	bash scripts/services.sh
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	CORTX_REQUIRE_REAL_STORES=1 $(BIN)/python -m pytest
 	# The database-facing tests again on PostgreSQL (Label Studio's server-scale database).
 	DJANGO_DB=postgresql POSTGRE_HOST=127.0.0.1 POSTGRE_NAME=postgres $(BIN)/python -m pytest $(PG_TESTS)

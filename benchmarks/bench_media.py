@@ -36,8 +36,7 @@ DEFAULT_DOC = REPO / "docs" / "performance.md"
 BUCKET = "bench-media"
 TOKEN = "bench-media-token-1"
 CONFIG = (
-    '<View><Image name="image" value="$image"/>'
-    '<Choices name="c" toName="image"><Choice value="a"/></Choices></View>'
+    '<View><Image name="image" value="$image"/><Choices name="c" toName="image"><Choice value="a"/></Choices></View>'
 )
 
 
@@ -223,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{load_start:.1f} at the start, {load_average():.1f} at the end; {os.cpu_count()} CPUs. Target: CORTX "
             "under the production server at 8 clients >= 0.5x the bare GET's throughput, p50 < 2x the bare GET's.",
             "",
-            md_table(
-                ["Web server", "Path", "Clients", "MiB/s", "vs bare", "p50 ms", "p50 vs bare", "p95 ms"], rows
-            ),
+            md_table(["Web server", "Path", "Clients", "MiB/s", "vs bare", "p50 ms", "p50 vs bare", "p95 ms"], rows),
             end,
         ]
     )

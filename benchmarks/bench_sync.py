@@ -999,7 +999,7 @@ def plugin_source_hash() -> str:
 
 
 def server_label(endpoint) -> str:
-    """"SeaweedFS 4.48", "Ceph RGW 16.2.15" or "moto server" (its version is a row of its own)."""
+    """ "SeaweedFS 4.48", "Ceph RGW 16.2.15" or "moto server" (its version is a row of its own)."""
     if not hasattr(endpoint, "server"):
         return "moto server"
     return f"{endpoint.server} {getattr(endpoint, 'version', '')}".strip()

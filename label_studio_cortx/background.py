@@ -153,7 +153,6 @@ def release_if_orphaned(storage) -> None:
     storage.save(update_fields=["status", "traceback"])
 
 
-
 def _run(job: Callable, storage_class, storage_id: int, *args) -> None:
     try:
         job(storage_class, storage_id, *args)

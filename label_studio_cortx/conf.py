@@ -36,6 +36,8 @@ class Setting:
     secret: bool = False
 
 
+# One entry per setting, laid out as a table (name, default, parser, meaning): the formatter leaves it so.
+# fmt: off
 TABLE: tuple[Setting, ...] = (
     # --- the connection ---------------------------------------------------------------------------------------
     Setting("CORTX_TRUSTED_ENDPOINTS", [], _list, "Comma-separated origins (scheme://host[:port]) that may "
@@ -90,6 +92,7 @@ TABLE: tuple[Setting, ...] = (
             "requests (Django's CONN_MAX_AGE, with health checks); 0: a new one per request, as Label Studio "
             "does. The production server sets 60."),
 )
+# fmt: on
 
 _BY_NAME = {setting.name: setting for setting in TABLE}
 

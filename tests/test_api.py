@@ -784,9 +784,7 @@ def test_target_sync_records_each_batch_of_links_in_one_query(project, cortx_s3,
         storage.info_set_queued()
         with CaptureQueriesContext(connection) as queries:
             storage.save_annotations(Annotation.objects.filter(project=project))
-        link_queries = [
-            q["sql"] for q in queries.captured_queries if "cortxexportstoragelink" in q["sql"].lower()
-        ]
+        link_queries = [q["sql"] for q in queries.captured_queries if "cortxexportstoragelink" in q["sql"].lower()]
         # One upsert per batch: a single multi-row statement on SQLite and PostgreSQL alike.
         assert all(sql.startswith("INSERT") and "ON CONFLICT" in sql for sql in link_queries), link_queries
         assert len(link_queries) == len(batches), (run, link_queries)

@@ -57,9 +57,7 @@ def _make_due(storage, minutes_ago: float) -> None:
     """Move the last sync's start into the past, as time passing would (the schedule is only in the database)."""
     from django.utils import timezone
 
-    type(storage).objects.filter(pk=storage.pk).update(
-        sync_started_at=timezone.now() - timedelta(minutes=minutes_ago)
-    )
+    type(storage).objects.filter(pk=storage.pk).update(sync_started_at=timezone.now() - timedelta(minutes=minutes_ago))
     storage.refresh_from_db()
 
 
@@ -87,9 +85,7 @@ def test_sync_interval_is_in_the_api_with_the_admins_minimum_and_next_sync_at(ap
     api.patch(f"/api/storages/cortx/{body['id']}", {"sync_started_at": "2001-01-01T00:00:00Z"}, format="json")
     assert api.get(f"/api/storages/cortx/{body['id']}").json()["sync_started_at"] is None
 
-    target = api.post(
-        "/api/storages/export/cortx", payload(s3_http, bucket, project, sync_interval=60), format="json"
-    )
+    target = api.post("/api/storages/export/cortx", payload(s3_http, bucket, project, sync_interval=60), format="json")
     assert target.status_code == 201, target.content
     assert target.json()["sync_interval"] == 60 and target.json()["next_sync_at"]
 

@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 # Errors by which a store says it has no ListObjectsV2; V1 with markers is used instead.
 _V2_UNSUPPORTED = {"NotImplemented", "InvalidArgument", "InvalidRequest", "MethodNotAllowed"}
+
+
 def list_params(storage) -> dict:
     """ListObjects parameters for a source storage, the same for checking and for syncing."""
     params = {}
