@@ -999,7 +999,8 @@ def plugin_source_hash() -> str:
 
 
 def server_label(endpoint) -> str:
-    """ "SeaweedFS 4.48", "Ceph RGW 16.2.15" or "moto server" (its version is a row of its own)."""
+    """The endpoint row's server name: SeaweedFS or Ceph RGW with its version, or "moto server" (moto's version
+    is a row of its own)."""
     if not hasattr(endpoint, "server"):
         return "moto server"
     return f"{endpoint.server} {getattr(endpoint, 'version', '')}".strip()

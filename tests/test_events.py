@@ -145,13 +145,13 @@ def test_requests_without_the_right_token_get_401_and_change_nothing(project, tr
             f"/api/storages/cortx/{storage.id + 999}/events?token={token}",
             data=json.dumps(body),
             content_type="application/json",
-        ),  # fmt: skip
+        ),
         anonymous.post(
             f"/api/storages/cortx/{storage.id}/events",
             data=json.dumps(body),
             content_type="application/json",
             HTTP_AUTHORIZATION=f"Token {token}",
-        ),  # fmt: skip
+        ),
     ):
         assert response.status_code == 401
     # A malformed body without the token is still a 401: nothing is read before the token is checked.
