@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """Media proxy benchmark: images through Label Studio's resolver (``/tasks/<id>/resolve/``) for the CORTX storage
-and for Label Studio's own S3 storage, against the bare GET floor, at 1 and 8 concurrent clients, under Label
-Studio's development server and under gunicorn (the README's production server).
+and for Label Studio's own S3 storage, and through the CORTX media links a logged-in browser gets, against the bare
+GET floor, at 1 and 8 concurrent clients, under Label Studio's development server and under gunicorn (the README's
+production server).
 
 One run: start the S3 server (``--server``), seed ``--images`` images of ``--size`` KiB, set Label Studio up once,
 then for each web server: start it, create a project with a CORTX and an S3 source storage (proxy mode, no
-presigned URLs) over the same bucket, sync both, and have N client threads fetch random images for ``--seconds``.
-The floor is the same clients fetching the same objects straight from the store with boto3.
+presigned URLs) over the same bucket, sync both, and have N client threads fetch random images for ``--seconds``:
+with the API token through ``/resolve/`` (both storages), and with a browser's session cookie through the media
+links the task API gives a browser (CORTX). The floor is the same clients fetching the same objects straight from
+the store with boto3.
 
     python benchmarks/bench_media.py                          # moto; writes its section of docs/performance.md
     python benchmarks/bench_media.py --server rgw --quick     # smoke run, prints only
@@ -35,6 +38,11 @@ from label_studio_cortx.devservers.ls_server import start_label_studio  # noqa: 
 DEFAULT_DOC = REPO / "docs" / "performance.md"
 BUCKET = "bench-media"
 TOKEN = "bench-media-token-1"
+PATHS = {
+    "link": "CORTX, media link (browser session)",
+    "cortx": "CORTX, /resolve/ (API token)",
+    "s3": "Label Studio S3, /resolve/ (API token)",
+}
 CONFIG = (
     '<View><Image name="image" value="$image"/><Choices name="c" toName="image"><Choice value="a"/></Choices></View>'
 )
@@ -95,7 +103,8 @@ def floor_fetch(endpoint, keys: list[str]):
     return fetch
 
 
-def proxy_fetch(server, urls: list[str], expected: int):
+def proxy_fetch(server, urls: list[str], expected: int, cookies=None):
+    """Fetches through Label Studio: with the API token, or (``cookies``) as the logged-in browser they came from."""
     import requests
 
     local = threading.local()
@@ -103,7 +112,10 @@ def proxy_fetch(server, urls: list[str], expected: int):
     def fetch(rng: random.Random) -> int:
         if not hasattr(local, "session"):
             local.session = requests.Session()
-            local.session.headers["Authorization"] = f"Token {TOKEN}"
+            if cookies is None:
+                local.session.headers["Authorization"] = f"Token {TOKEN}"
+            else:
+                local.session.cookies.update(cookies)
         response = local.session.get(server.url + rng.choice(urls), timeout=120)
         body = response.content
         if response.status_code != 200 or len(body) != expected:
@@ -113,7 +125,7 @@ def proxy_fetch(server, urls: list[str], expected: int):
     return fetch
 
 
-def storage_urls(server, endpoint, kind: str) -> list[str]:
+def storage_urls(server, endpoint, kind: str) -> tuple[int, list[str]]:
     """A project with one source storage of ``kind`` (cortx or s3) over the bucket, synced; its resolve URLs."""
     api = server.api()
     project = api.post("/api/projects", json={"title": f"media {kind}", "label_config": CONFIG}).json()
@@ -141,7 +153,17 @@ def storage_urls(server, endpoint, kind: str) -> list[str]:
     urls = [task["data"]["image"] for task in tasks]
     if not urls or not all("/resolve/" in url for url in urls):
         raise RuntimeError(f"{kind}: tasks are not proxied: {urls[:2]}")
-    return urls
+    return project["id"], urls
+
+
+def browser_links(server, project_id: int):
+    """What the labeling UI gets for the same tasks when a browser is logged in: media links, and its cookies."""
+    browser = server.browser()
+    tasks = browser.get(f"{server.url}/api/tasks?project={project_id}&page_size=100000", timeout=120).json()["tasks"]
+    links = [task["data"]["image"] for task in tasks]
+    if not links or not all(link.startswith("/cortx/media/") for link in links):
+        raise RuntimeError(f"a logged-in browser got no media links: {links[:2]}")
+    return links, browser.cookies.get_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,11 +199,14 @@ def main(argv: list[str] | None = None) -> int:
                 # storage keeps it on and trusts CORTX_TRUSTED_ENDPOINTS instead.
                 env = quiet if kind == "cortx" else {**quiet, "SSRF_PROTECTION_ENABLED": "false"}
                 with start_label_studio(**common, extra_env=env, gunicorn_workers=workers) as server:
-                    urls = storage_urls(server, endpoint, kind)
-                    for n in clients:
-                        result = load(proxy_fetch(server, urls, size), n, args.seconds)
+                    project_id, urls = storage_urls(server, endpoint, kind)
+                    paths = [(PATHS[kind], proxy_fetch(server, urls, size))]
+                    if kind == "cortx":
+                        links, cookies = browser_links(server, project_id)
+                        paths.insert(0, (PATHS["link"], proxy_fetch(server, links, size, cookies)))
+                    for (name, fetch), n in ((path, n) for path in paths for n in clients):
+                        result = load(fetch, n, args.seconds)
                         bare = floor[n]
-                        name = "CORTX" if kind == "cortx" else "Label Studio S3"
                         log(f"{web} {name} {n} clients: {result['mib_per_s']:.1f} MiB/s, p50 {result['p50_ms']:.0f} ms")
                         rows.append(
                             [

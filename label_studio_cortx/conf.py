@@ -77,6 +77,12 @@ TABLE: tuple[Setting, ...] = (
     Setting("CORTX_EVENTS_BATCH_SIZE", 500, int, "Pending bucket events applied per batch."),
     Setting("CORTX_EVENTS_MAX_PENDING", 100_000, int, "Most bucket events one storage may have waiting (say while "
             "its store is down); beyond that a notification gets 503 with Retry-After and nothing is stored."),
+    # --- media for the labeling UI -----------------------------------------------------------------------
+    Setting("CORTX_MEDIA_LINKS", True, _bool, "Proxied media (presign off) reaches a browser as signed links "
+            "bound to its session, served before Label Studio's middleware; off: every image goes through "
+            "/tasks/<id>/resolve/ and the whole middleware stack."),
+    Setting("CORTX_MEDIA_LINK_SECONDS", 300, int, "A media link is served on its session alone for this long "
+            "to twice this long after it is made; later, the request is fully authenticated and checked."),
     # --- the target side ------------------------------------------------------------------------------------
     Setting("CORTX_EXPORT_IN_BACKGROUND", True, _bool, "Save-time exports and deletes leave the request: RQ "
             "with Redis, else this process's bounded worker."),
@@ -220,3 +226,11 @@ def events_batch_size() -> int:
 
 def events_max_pending() -> int:
     return max(1, int(get("CORTX_EVENTS_MAX_PENDING")))
+
+
+def media_links() -> bool:
+    return bool(get("CORTX_MEDIA_LINKS"))
+
+
+def media_link_seconds() -> int:
+    return max(10, int(get("CORTX_MEDIA_LINK_SECONDS")))

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from urllib.parse import urljoin
 
 from core.current_request import get_current_request
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from io_storages.base_models import (
@@ -26,14 +28,14 @@ from io_storages.base_models import (
     export_sync_only_new_background,
 )
 from io_storages.s3.models import S3ImportStorageBase, S3StorageMixin
-from io_storages.utils import StorageObject, storage_can_resolve_bucket_url
+from io_storages.utils import StorageObject, get_uri_via_regex, storage_can_resolve_bucket_url
 
 from . import background
 from .connection import client as client_factory
 from .connection import secrets as secret_store
 from .connection.check import check_connection
 from .connection.errors import StorageConnectionError, StorageError, translated
-from .source import listing, media, sync, task_files
+from .source import listing, media, media_links, sync, task_files
 from .target import export, snapshots
 from .target.export import ANNOTATION_JSON
 
@@ -252,6 +254,20 @@ class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):
 
     def can_resolve_url(self, url: str | None) -> bool:
         return storage_can_resolve_bucket_url(self, url)
+
+    def resolve_uri(self, uri, task=None):
+        """Label Studio's resolve_uri, except that proxied media resolved for a browser's session becomes a media
+        link (``source.media_links``), served before Label Studio's middleware; API clients (token, JWT) and
+        presigned storages get Label Studio's ``/tasks/<id>/resolve/`` URL as before."""
+        if isinstance(uri, str) and self.url_scheme in uri and task is not None and not self.presign:
+            extracted, _ = get_uri_via_regex(uri, prefixes=(self.url_scheme,))
+            if extracted and self.can_resolve_url(extracted):
+                organization_id = self.project.organization_id
+                made = media_links.make(self.pk, task.id, organization_id, extracted, get_current_request())
+                if made is not None:
+                    path = reverse("cortx-media-link", kwargs={"token": made[0], "name": made[1]})
+                    return uri.replace(extracted, urljoin(settings.HOSTNAME, path))
+        return super().resolve_uri(uri, task)
 
     def get_blob_metadata(self, key: str) -> dict:
         with translated(self.s3_endpoint, bucket=self.bucket, what="object metadata"):

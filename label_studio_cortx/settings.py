@@ -39,6 +39,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "label_studio_cortx.apps.CortxStorageConfig"]
 GET_STORAGE_LIST = "label_studio_cortx.storage_list.get_storage_list"
 IO_STORAGES_IMPORT_LINK_NAMES = [*IO_STORAGES_IMPORT_LINK_NAMES, "io_storages_cortx_cortximportstoragelink"]
 ROOT_URLCONF = "label_studio_cortx.root_urls"
+WSGI_APPLICATION = "label_studio_cortx.wsgi.application"  # media links before the middleware (media_gateway)
 
 # The project storage dialog's new "provider" wizard has a hard-coded list of providers and cannot
 # show a plugin's type. Label Studio's frontend forces that wizard on only when the environment name

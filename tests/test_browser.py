@@ -324,8 +324,10 @@ def test_3_task_image_is_proxied_through_label_studio(session, endpoint, screens
         assert (width, height) == sample_data.SIZE
         source = image.get_attribute("src") or ""
         assert source.startswith(("blob:", session.base_url, "/tasks/")) and endpoint.url not in source, source
-        # The bytes came from Label Studio's proxy endpoint (the editor turns them into a blob: URL).
-        proxied = [r for r in session.responses if "/resolve/?fileuri=" in r[0]]
+        # The bytes came from Label Studio's host (the editor turns them into a blob: URL), under a media link: the
+        # browser is logged in by its session, so the task's URL is the plugin's /cortx/media/ link, served in
+        # front of Label Studio's middleware (label_studio_cortx.media_gateway).
+        proxied = [r for r in session.responses if "/cortx/media/" in r[0]]
         assert proxied and all(urlsplit(url).port == urlsplit(session.base_url).port for url, _, _ in proxied)
         assert any(status in (200, 206) and kind.startswith("image/") for _, status, kind in proxied), proxied
         page.wait_for_load_state("networkidle")

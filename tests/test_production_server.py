@@ -2,7 +2,8 @@
 and a separate RQ worker process, all with the plugin's settings module and one SQLite database.
 
 A source sync and a save-time export both run on the RQ worker; media streams through the CORTX proxy of a
-gunicorn worker, and a repeat view of an unchanged image is answered 304 (the store's conditional GET). The whole
+gunicorn worker (for an API token through /tasks/<id>/resolve/, for a logged-in browser as a media link), and a
+repeat view of an unchanged image is answered 304 (the store's conditional GET). The whole
 set-up runs against each store of the storage suite (``store``: moto, SeaweedFS, Ceph RGW, CORTX profile).
 """
 
@@ -14,6 +15,7 @@ import time
 
 import pytest
 import redis
+import requests
 
 from label_studio_cortx.devservers.ls_server import server_env, start_label_studio
 
@@ -107,6 +109,17 @@ def test_gunicorn_with_redis_and_an_rq_worker_syncs_exports_and_proxies_media(st
         assert first.status_code == 200 and first.content == IMAGE
         again = api.get(url, headers={"If-None-Match": first.headers["ETag"]})
         assert again.status_code == 304 and again.content == b""
+
+        # A logged-in browser gets a media link instead, served by the gunicorn worker in front of Label Studio's
+        # middleware (whose SecurityMiddleware would have added Referrer-Policy), with the same 304.
+        browser = server.browser()
+        link = browser.get(f"{server.url}/api/tasks/{task['id']}").json()["data"]["image"]
+        assert link.startswith("/cortx/media/"), link
+        first = browser.get(server.url + link)
+        assert first.status_code == 200 and first.content == IMAGE and "Referrer-Policy" not in first.headers
+        again = browser.get(server.url + link, headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304 and again.content == b""
+        assert requests.get(server.url + link, timeout=30).status_code in (401, 403)  # no session: Label Studio's
 
         # A save queues its export on the default queue; the worker writes it to the target bucket.
         annotation = api.post(f"/api/tasks/{task['id']}/annotations/", json={"result": RESULT}).json()

@@ -332,6 +332,29 @@ def test_a_repeat_view_of_an_unchanged_image_is_304_from_the_store(api, project,
     assert other.status_code == 200
 
 
+@pytest.mark.compat("single-range GET")
+def test_a_media_link_streams_range_and_304_before_the_middleware(api, project, s3, store, user, monkeypatch):
+    """What a logged-in browser's labeling UI loads (README "Media links"), served by the WSGI fast path."""
+    from label_studio_cortx import media_gateway
+    from tests.test_media_links import Fallthrough, browser, call, link_path, session_cookie
+
+    monkeypatch.setattr(media_gateway, "close_old_connections", lambda: None)  # the test's transaction stays open
+    body = b"\x89PNG " + bytes(range(256)) * 64
+    bucket, _, task = _synced_image(api, project, s3, body)
+    client = browser(user)
+    path, cookie, inner = link_path(client, task), session_cookie(client), Fallthrough()
+    app = media_gateway.wrap(inner)
+    status, headers, served = call(app, path, cookie)
+    assert (status, served) == (200, body) and headers["Content-Type"] == "image/png"
+    status, headers, served = call(app, path, cookie, range="bytes=100-199")
+    assert (status, served) == (206, body[100:200]) and headers["Content-Range"] == f"bytes 100-199/{len(body)}"
+    status, headers, _ = call(app, path, cookie)
+    assert call(app, path, cookie, if_none_match=headers["ETag"])[::2] == (304, b"")
+    put(s3, bucket, "img/a.png", body + b"v2", content_type="image/png")  # changed: served whole again
+    assert call(app, path, cookie, if_none_match=headers["ETag"])[::2] == (200, body + b"v2")
+    assert inner.calls == 0
+
+
 @pytest.mark.compat("presigned GET served to a browser", "presigned GET signed for a public host")
 def test_presigned_url_serves_the_bytes(api, project, s3, store, settings):
     store.skip_unless_presigned("presigned media URLs (presign=True)")

@@ -151,6 +151,28 @@ class LabelStudioServer:
         session.headers["Authorization"] = f"Token {self.token}"
         return _BaseURLSession(session, self.url)
 
+    def browser(self):
+        """A ``requests.Session`` logged in as a browser is: Label Studio's login form (with its CSRF token), then
+        only the session cookie. Its requests take full URLs."""
+        import requests
+
+        session = requests.Session()
+        session.get(f"{self.url}/user/login/", timeout=30)
+        response = session.post(
+            f"{self.url}/user/login/",
+            data={
+                "email": self.username,
+                "password": self.password,
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{self.url}/user/login/"},
+            allow_redirects=False,
+            timeout=30,
+        )
+        if response.status_code != 302 or "sessionid" not in session.cookies:
+            raise RuntimeError(f"login as {self.username} failed: HTTP {response.status_code}")
+        return session
+
     def stop(self) -> None:
         """Stop the server and release its port; safe to call more than once."""
         if self._finalizer is not None:

@@ -1,0 +1,160 @@
+"""Serving media links (``source.media_links``): the image an annotator opens, without Label Studio's middleware.
+
+Each proxied image used to cross Label Studio's whole middleware stack and token authentication, most of what a
+proxied request cost (docs/performance.md). A media link is served in two ways:
+
+- **the fast path**, a WSGI wrapper in front of Django (``wrap``, used by ``label_studio_cortx.wsgi`` and so by
+  gunicorn and ``label-studio-cortx start``): a GET or HEAD of an unexpired link with a session cookie of the user
+  the link was made for (Django's ``get_user`` decides: a valid session, an active user, the password unchanged;
+  the session younger than MAX_SESSION_AGE, as Label Studio's inactivity middleware requires) and not a revoked
+  member of the project's organization (Label Studio Community's access rule) is served from the link's storage,
+  with three indexed queries (the user, the membership, the storage);
+- **the full path**, the Django view ``MediaLinkView`` for everything else (an expired link, an API client's token,
+  another user's session): Label Studio's authentication, then the same check as ``/tasks/<id>/resolve/`` (access to
+  the task's project, a storage of that project that resolves the URI). A link is never a key by itself.
+
+Both answer with ``source.media.serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.db import close_old_connections
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
+from organizations.models import Organization
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
+
+from . import conf
+from .models import CortxImportStorage
+from .source import media, media_links
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/cortx/media/"  # root_urls' route "cortx-media-link", as PATH_INFO shows it
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+def _token(path: str) -> str | None:
+    rest = path[len(PREFIX) :] if path.startswith(PREFIX) else ""
+    token, slash, _name = rest.partition("/")
+    return token if slash and token else None
+
+
+def _session_key(environ: dict) -> str | None:
+    from django.http.cookie import parse_cookie
+
+    cookie = environ.get("HTTP_COOKIE", "")
+    if not cookie or len(cookie) > 16384:
+        return None
+    return parse_cookie(cookie).get(settings.SESSION_COOKIE_NAME)
+
+
+def _fast_storage(environ: dict) -> tuple[Any, media_links.MediaLink] | None:
+    """The storage and link of a request the fast path may serve, else None (the full path decides)."""
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or environ.get("HTTP_AUTHORIZATION"):
+        return None
+    if not conf.media_links():  # links made before the admin turned them off take the full path
+        return None
+    token = _token(environ.get("PATH_INFO", ""))
+    link = media_links.unsign(token) if token else None
+    session_key = _session_key(environ) if link else None
+    if link is None or not link.fresh() or not session_key:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if time.time() - float(session.get("last_login") or 0) > settings.MAX_SESSION_AGE:
+        return None  # Label Studio's inactivity middleware would log this session out
+    # Django's own check of a session: its user exists, is active, and its password has not changed since.
+    user = get_user(SimpleNamespace(session=session))
+    if not user.is_authenticated or user.pk != link.user_id:
+        return None
+    # Label Studio Community's access rule (projects.mixins.ProjectMixin.has_permission): anyone but a revoked
+    # member of the project's organization.
+    if Organization(pk=link.organization_id).has_deleted(user):
+        return None
+    storage = CortxImportStorage.objects.filter(pk=link.storage_id).first()
+    if storage is None or storage.presign or not storage.can_resolve_url(link.uri):
+        return None
+    return storage, link
+
+
+def wrap(application: WsgiApp) -> WsgiApp:
+    """``application`` with media links served in front of it (see the module's docstring)."""
+
+    def media_first(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if not environ.get("PATH_INFO", "").startswith(PREFIX):
+            return application(environ, start_response)
+        close_old_connections()  # what Django's request_started does: CONN_MAX_AGE and health checks apply
+        try:
+            found = _fast_storage(environ)
+            if found is None:
+                return application(environ, start_response)
+            storage, link = found
+            answer = media.serve(
+                storage,
+                link.uri,
+                range_header=environ.get("HTTP_RANGE"),
+                if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
+                head=environ["REQUEST_METHOD"] == "HEAD",
+            )
+        except Exception:
+            logger.exception("media link: fast path failed")
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+            return [b""]
+        finally:
+            close_old_connections()  # what request_finished does
+        start_response(f"{answer.status} {_REASONS.get(answer.status, '')}".strip(), answer.headers)
+        return answer.body
+
+    return media_first
+
+
+_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 424: "Failed Dependency"}
+
+
+@extend_schema(exclude=True)
+class MediaLinkView(APIView):
+    """The full path of a media link: Label Studio's authentication and the resolve endpoint's permission check."""
+
+    http_method_names = ["get", "head"]
+    permission_classes = (IsAuthenticated,)
+
+    def get(self, request, token: str, name: str = ""):
+        from tasks.models import Task
+
+        link = media_links.unsign(token)
+        if link is None:
+            return HttpResponse(status=404)
+        found = (
+            Task.objects.filter(pk=link.task_id)
+            .select_related("project__organization")
+            .only("id", "project__id", "project__organization__id")[:1]
+        )
+        task = next(iter(found), None)
+        if task is None or not task.has_permission(request.user):
+            return HttpResponse(status=404)
+        storage = CortxImportStorage.objects.filter(pk=link.storage_id, project_id=task.project_id).first()
+        if storage is None or not storage.can_resolve_url(link.uri):
+            return HttpResponse(status=404)
+        answer = media.serve(
+            storage,
+            link.uri,
+            range_header=request.headers.get("Range"),
+            if_none_match=request.headers.get("If-None-Match"),
+            head=request.method == "HEAD",
+        )
+        response = StreamingHttpResponse(answer.body, status=answer.status)
+        for header, value in answer.headers:
+            response[header] = value
+        return response
+
+    head = get

@@ -1,0 +1,266 @@
+"""Media links (label_studio_cortx.source.media_links, label_studio_cortx.media_gateway): what a browser session gets
+for proxied media, the fast path in front of Django, and the full path for everything else, against moto through
+the CORTX profile. Each refusal is checked on both paths: the fast path declines (the wrapped application answers),
+and Label Studio's own authentication then decides.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import Client
+
+from label_studio_cortx import conf, media_gateway
+from label_studio_cortx.source import media_links
+from tests.storage_helpers import new_bucket, put
+from tests.test_api import _resolve_url, create_source, sync, task_url, trust  # noqa: F401 - trust is a fixture
+
+BODY = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
+FELL_THROUGH = 599
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_closing(monkeypatch):
+    # As Django's test client does for request_started/finished: the test's transaction keeps the connection.
+    monkeypatch.setattr(media_gateway, "close_old_connections", lambda: None)
+
+
+def browser(user) -> Client:
+    """A logged-in browser: a real session in the database, as Label Studio's login view leaves it."""
+    client = Client()
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")  # as Label Studio's login view
+    session = client.session
+    session["last_login"] = time.time()  # Label Studio's inactivity middleware logs out sessions without it
+    session.save()
+    # Label Studio keeps sessions in signed cookies: the saved session is a new cookie value.
+    client.cookies[django_settings.SESSION_COOKIE_NAME] = session.session_key
+    return client
+
+
+def session_cookie(client: Client) -> str:
+    return client.cookies[django_settings.SESSION_COOKIE_NAME].value
+
+
+class Fallthrough:
+    """The application behind the gateway: records that the fast path declined."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        start_response(f"{FELL_THROUGH} Fell Through", [])
+        return [b""]
+
+
+def call(app, path: str, cookie: str | None = None, method: str = "GET", **headers: str):
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+    }
+    if cookie is not None:
+        environ["HTTP_COOKIE"] = f"csrftoken=x; {django_settings.SESSION_COOKIE_NAME}={cookie}"
+    for name, value in headers.items():
+        environ["HTTP_" + name.upper()] = value
+    answer: dict = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = int(status.split()[0]), dict(response_headers)
+
+    body = b"".join(app(environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+@pytest.fixture
+def image(api, project, cortx_s3, trust):  # noqa: F811 - trust is the fixture
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "img/a cat.png", BODY, content_type="image/png")
+    storage = create_source(api, cortx_s3, bucket, project, prefix="img", use_blob_urls=True)
+    sync(api, storage["id"])
+    return bucket, storage, project.tasks.get()
+
+
+def link_path(client, task) -> str:
+    url = task_url(client.get(f"/api/tasks/{task.id}").json())
+    return urlsplit(url).path
+
+
+def test_a_browser_session_gets_a_media_link_and_an_api_client_the_resolve_url(api, user, image, cortx_s3):
+    _, _, task = image
+    path = link_path(browser(user), task)
+    assert path.startswith("/cortx/media/") and path.endswith("/a_cat.png") and cortx_s3.url not in path
+    # An API client (a token: no session to present with a link) gets Label Studio's URL, as before.
+    assert "/resolve/?fileuri=" in task_url(api.get(f"/api/tasks/{task.id}").json())
+    # The same task in the same window gives the same link: the browser's cache and revalidation keep working.
+    assert link_path(browser(user), task) == path
+
+
+def test_links_off_gives_the_resolve_url(user, image, settings):
+    _, _, task = image
+    client = browser(user)
+    path = link_path(client, task)
+    settings.CORTX_MEDIA_LINKS = False
+    assert "/resolve/?fileuri=" in task_url(client.get(f"/api/tasks/{task.id}").json())
+    # A link made before goes through Label Studio's authentication from then on.
+    assert call(media_gateway.wrap(Fallthrough()), path, session_cookie(client))[0] == FELL_THROUGH
+    assert b"".join(client.get(path).streaming_content) == BODY
+
+
+def test_the_fast_path_serves_range_and_304_without_django(user, image, cortx_s3):
+    _, _, task = image
+    client = browser(user)
+    path, cookie, inner = link_path(client, task), session_cookie(client), Fallthrough()
+    app = media_gateway.wrap(inner)
+
+    status, headers, body = call(app, path, cookie)
+    assert (status, body, inner.calls) == (200, BODY, 0)
+    assert headers["Content-Type"] == "image/png" and headers["Content-Length"] == str(len(BODY))
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Content-Security-Policy"] == "sandbox"
+    assert headers["Cache-Control"].startswith("private") and headers["Accept-Ranges"] == "bytes"
+
+    status, headers, body = call(app, path, cookie, range="bytes=10-19")
+    assert (status, body) == (206, BODY[10:20]) and headers["Content-Range"] == f"bytes 10-19/{len(BODY)}"
+
+    etag = headers["ETag"]
+    mark = len(cortx_s3.requests)
+    status, headers, body = call(app, path, cookie, if_none_match=etag)
+    assert (status, body, headers["ETag"]) == (304, b"", etag)
+    (get,) = [r for r in cortx_s3.requests_since(mark) if r.method == "GET"]
+    assert get.headers.get("if-none-match") and get.status == 304  # the store sent no body either
+
+    status, headers, body = call(app, path, cookie, method="HEAD")
+    assert (status, body, headers["Content-Length"]) == (200, b"", str(len(BODY)))
+    assert inner.calls == 0
+
+
+def test_the_full_path_serves_an_expired_link_to_its_user_only(user, image, monkeypatch):
+    _, _, task = image
+    client = browser(user)
+    path, cookie, inner = link_path(client, task), session_cookie(client), Fallthrough()
+    later = time.time() + 3 * conf.media_link_seconds()
+    monkeypatch.setattr(media_links.time, "time", lambda: later)
+    # Expired: the fast path declines, and Django serves it after Label Studio's authentication.
+    assert call(media_gateway.wrap(inner), path, cookie)[0] == FELL_THROUGH
+    response = client.get(path)
+    assert response.status_code == 200 and b"".join(response.streaming_content) == BODY
+    assert Client().get(path).status_code in (401, 403)
+
+
+def test_a_link_is_not_a_key(api, user, project, image):
+    """Without its session it is refused, by the fast path and then by Label Studio: no cookie, another user's
+    session, a logged-out session, a deactivated user, a changed token, a deleted storage."""
+    from django.utils import timezone
+    from users.models import User
+
+    _, storage, task = image
+    client = browser(user)
+    path, cookie, inner = link_path(client, task), session_cookie(client), Fallthrough()
+    app = media_gateway.wrap(inner)
+    assert call(app, path, cookie)[0] == 200
+
+    assert call(app, path)[0] == FELL_THROUGH
+    assert Client().get(path).status_code in (401, 403)
+
+    # Another user: the fast path declines, and Label Studio's access rule decides, as for /tasks/<id>/resolve/
+    # (Community runs one organization: what it refuses is a revoked membership).
+    other_user = User.objects.create_user(email="other@example.com", password="other-pass-123", username="o")
+    organization = user.active_organization
+    organization.add_user(other_user)
+    other = browser(other_user)
+    assert call(app, path, session_cookie(other))[0] == FELL_THROUGH
+    assert other.get(path).status_code == other.get(_resolve_url(task, task_url(task))).status_code == 200
+    organization.members.filter(user=other_user).update(deleted_at=timezone.now())
+    assert other.get(path).status_code == 404
+    assert call(app, path, "not-a-session")[0] == FELL_THROUGH
+
+    token, _, name = path.removeprefix("/cortx/media/").partition("/")
+    forged = f"/cortx/media/{token[:-2]}{'AA' if not token.endswith('AA') else 'BB'}/{name}"
+    assert call(app, forged, cookie)[0] == FELL_THROUGH
+    assert client.get(forged).status_code == 404
+    assert client.get(f"/cortx/media/{'x' * 9000}/a.png").status_code == 404
+
+    # With an Authorization header (an API client) Label Studio authenticates, then the resolve check applies.
+    assert call(app, path, cookie, authorization="Token nope")[0] == FELL_THROUGH
+    assert b"".join(api.get(path).streaming_content) == BODY
+
+    user.set_password("a-new-password-9")  # Django ends the user's other sessions when the password changes
+    user.save()
+    assert call(app, path, cookie)[0] == FELL_THROUGH
+    user.set_password("secret-pass-123")
+    user.save()
+
+    old = browser(user)  # a session older than Label Studio's MAX_SESSION_AGE
+    session = old.session
+    session["last_login"] = time.time() - django_settings.MAX_SESSION_AGE - 60
+    session.save()
+    assert call(app, path, session.session_key)[0] == FELL_THROUGH
+
+    client = browser(user)
+    path, cookie = link_path(client, task), session_cookie(client)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert call(app, path, cookie)[0] == FELL_THROUGH
+    User.objects.filter(pk=user.pk).update(is_active=True)
+
+    assert call(app, path, cookie)[0] == 200
+    organization.members.filter(user=user).update(deleted_at=timezone.now())  # the link's own user, revoked
+    assert call(app, path, cookie)[0] == FELL_THROUGH
+    organization.members.filter(user=user).update(deleted_at=None)
+    assert api.delete(f"/api/storages/cortx/{storage['id']}").status_code == 204
+    assert call(app, path, cookie)[0] == FELL_THROUGH
+    assert client.get(path).status_code == 404
+
+
+def test_html_from_a_bucket_cannot_run_in_label_studios_origin(api, user, project, cortx_s3, trust):  # noqa: F811
+    trust(cortx_s3)
+    bucket = new_bucket(cortx_s3)
+    put(cortx_s3, bucket, "img/x.html", b"<script>alert(document.cookie)</script>", content_type="text/html")
+    storage = create_source(api, cortx_s3, bucket, project, prefix="img", use_blob_urls=True)
+    sync(api, storage["id"])
+    client = browser(user)
+    path = link_path(client, project.tasks.get())
+    for _status, headers, _ in (
+        call(media_gateway.wrap(Fallthrough()), path, session_cookie(client)),
+        (0, client.get(path), None),
+    ):
+        assert headers["Content-Security-Policy"] == "sandbox" and headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_store_error_is_a_424_without_the_stores_words(user, image, cortx_s3):
+    bucket, _, task = image
+    client = browser(user)
+    path = link_path(client, task)
+    cortx_s3.client().delete_object(Bucket=bucket, Key="img/a cat.png")
+    status, headers, body = call(media_gateway.wrap(Fallthrough()), path, session_cookie(client))
+    assert status == 424 and b"NoSuchKey" not in body and bucket.encode() not in body
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (None, None),
+        ("bytes=0-", "bytes=0-"),
+        ("bytes=0-0", "bytes=0-0"),
+        ("bytes=10-19", "bytes=10-19"),
+        ("bytes=10-", "bytes=10-109"),
+        ("bytes=10-99999", "bytes=10-109"),
+        ("bytes=-100", None),
+        ("bytes=1-2,5-6", None),
+        ("bytes=20-10", None),
+        ("items=0-1", None),
+        ("bytes=" + "9" * 40 + "-", None),
+    ],
+)
+def test_ranges_are_single_and_bounded(header, expected):
+    from label_studio_cortx.source.media import bounded_range
+
+    assert bounded_range(header, 100) == expected
