@@ -20,9 +20,12 @@ This is a script, not a test: nothing here asserts timings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +41,9 @@ from label_studio_cortx.devservers.ls_server import start_label_studio  # noqa: 
 DEFAULT_DOC = REPO / "docs" / "performance.md"
 BUCKET = "bench-media"
 TOKEN = "bench-media-token-1"
+PASSWORD = "bench-media-pass-1"  # the same for every start: the browser path logs in
 PATHS = {
+    "bare": "bare WSGI proxy (boto3 GET, no Django)",
     "link": "CORTX, media link (browser session)",
     "cortx": "CORTX, /resolve/ (API token)",
     "s3": "Label Studio S3, /resolve/ (API token)",
@@ -60,8 +65,25 @@ def seed(endpoint, count: int, size: int) -> list[str]:
     return keys
 
 
-def load(fetch, clients: int, seconds: float) -> dict[str, float]:
-    """``fetch(rng) -> bytes`` from ``clients`` threads for ``seconds``: throughput and latency."""
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of a process and its children that are alive now (the web server's workers)."""
+    if pid is None:
+        return 0.0
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    total = 0.0
+    for each in [str(pid), *children]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def load(fetch, clients: int, seconds: float, web_pid: int | None = None) -> dict[str, float]:
+    """``fetch(rng) -> bytes`` from ``clients`` threads for ``seconds``: throughput, latency and the CPU time the
+    web server (``web_pid`` and its workers) spent per request."""
+    web_cpu = cpu_seconds(web_pid)
     latencies: list[float] = []
     total = [0]
     lock = threading.Lock()
@@ -84,7 +106,9 @@ def load(fetch, clients: int, seconds: float) -> dict[str, float]:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    web_cpu = cpu_seconds(web_pid) - web_cpu
     return {
+        "web_cpu_ms": web_cpu / len(latencies) * 1000 if latencies and web_pid else 0.0,
         "requests": len(latencies),
         "mib_per_s": total[0] / elapsed / 1024 / 1024,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
@@ -121,6 +145,69 @@ def proxy_fetch(server, urls: list[str], expected: int, cookies=None):
         if response.status_code != 200 or len(body) != expected:
             raise RuntimeError(f"resolve answered {response.status_code} with {len(body)} bytes")
         return len(body)
+
+    return fetch
+
+
+def row(web: str, path: str, clients: int, result: dict, bare: dict) -> list[str]:
+    return [
+        web,
+        path,
+        str(clients),
+        f"{result['mib_per_s']:.1f}",
+        f"{result['mib_per_s'] / bare['mib_per_s']:.2f}x",
+        f"{result['p50_ms']:.0f}",
+        f"{result['p50_ms'] / bare['p50_ms']:.1f}x",
+        f"{result['p95_ms']:.0f}",
+        f"{result['web_cpu_ms']:.1f}" if result["web_cpu_ms"] else "-",
+    ]
+
+
+@contextlib.contextmanager
+def bare_proxy(endpoint, workers: int):
+    """benchmarks/bare_proxy.py under gunicorn with Label Studio's worker layout: (its URL, its pid)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "BARE_PROXY_ENDPOINT": endpoint.url,
+        "BARE_PROXY_ACCESS_KEY": endpoint.access_key,
+        "BARE_PROXY_SECRET_KEY": endpoint.secret_key,
+        "BARE_PROXY_BUCKET": BUCKET,
+    }
+    command = [sys.executable, "-m", "gunicorn", "benchmarks.bare_proxy:application", "--chdir", str(REPO)]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "4", "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the bare proxy did not start") from None
+                time.sleep(0.2)
+        time.sleep(1)  # every worker booted
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def plain_fetch(url: str, keys: list[str], expected: int):
+    import requests
+
+    local = threading.local()
+
+    def fetch(rng: random.Random) -> int:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        response = local.session.get(f"{url}/{rng.choice(keys)}", timeout=120)
+        if response.status_code != 200 or len(response.content) != expected:
+            raise RuntimeError(f"the bare proxy answered {response.status_code}")
+        return len(response.content)
 
     return fetch
 
@@ -174,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement (default: 20)")
     parser.add_argument("--clients", default="1,8")
     parser.add_argument("--gunicorn-workers", type=int, default=4)
+    parser.add_argument("--web", choices=["both", "runserver", "gunicorn"], default="both")
     parser.add_argument("--quick", action="store_true", help="16 images, 5 s per measurement, prints only")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
@@ -189,10 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         keys = seed(endpoint, args.images, size)
         log(f"{args.server} at {endpoint.url}: {len(keys)} images of {args.size} KiB")
         floor = {n: load(floor_fetch(endpoint, keys), n, args.seconds) for n in clients}
-        common = {"data_dir": work / "ls", "token": TOKEN, "trusted_endpoints": [endpoint.url]}
+        with bare_proxy(endpoint, args.gunicorn_workers) as (url, pid):
+            proxy = {n: load(plain_fetch(url, keys, size), n, args.seconds, web_pid=pid) for n in clients}
+        common = {"data_dir": work / "ls", "token": TOKEN, "password": PASSWORD, "trusted_endpoints": [endpoint.url]}
         quiet = {"DEBUG": "false", "LOG_LEVEL": "WARNING"}
         start_label_studio(**common, extra_env=quiet).stop()  # migrations and the user, once
-        for web, workers in (("runserver", 0), ("gunicorn", args.gunicorn_workers)):
+        webs = [("runserver", 0), ("gunicorn", args.gunicorn_workers)]
+        for web, workers in [w for w in webs if args.web in ("both", w[0])]:
             web_name = "Django runserver" if not workers else f"gunicorn, {workers} workers x 4 threads"
             for kind in ("cortx", "s3"):
                 # Label Studio's S3 storage refuses loopback endpoints while SSRF protection is on; the CORTX
@@ -205,37 +296,17 @@ def main(argv: list[str] | None = None) -> int:
                         links, cookies = browser_links(server, project_id)
                         paths.insert(0, (PATHS["link"], proxy_fetch(server, links, size, cookies)))
                     for (name, fetch), n in ((path, n) for path in paths for n in clients):
-                        result = load(fetch, n, args.seconds)
-                        bare = floor[n]
+                        result = load(fetch, n, args.seconds, web_pid=server.pid)
                         log(f"{web} {name} {n} clients: {result['mib_per_s']:.1f} MiB/s, p50 {result['p50_ms']:.0f} ms")
-                        rows.append(
-                            [
-                                web_name,
-                                name,
-                                str(n),
-                                f"{result['mib_per_s']:.1f}",
-                                f"{result['mib_per_s'] / bare['mib_per_s']:.2f}x",
-                                f"{result['p50_ms']:.0f}",
-                                f"{result['p50_ms'] / bare['p50_ms']:.1f}x",
-                                f"{result['p95_ms']:.0f}",
-                            ]
-                        )
+                        rows.append(row(web_name, name, n, result, floor[n]))
     finally:
         endpoint.stop()
-    for n in clients:
+    for n in reversed(clients):
         rows.insert(
-            0,
-            [
-                "bare GET (boto3)",
-                "floor",
-                str(n),
-                f"{floor[n]['mib_per_s']:.1f}",
-                "1.00x",
-                f"{floor[n]['p50_ms']:.0f}",
-                "1.0x",
-                f"{floor[n]['p95_ms']:.0f}",
-            ],
+            0, row(f"gunicorn, {args.gunicorn_workers} workers x 4 threads", PATHS["bare"], n, proxy[n], floor[n])
         )
+    for n in reversed(clients):
+        rows.insert(0, row("-", "bare GET (boto3)", n, floor[n], floor[n]))
     command = "python " + " ".join([os.path.relpath(__file__, REPO), *(argv if argv is not None else sys.argv[1:])])
     start, end = f"<!-- media:{args.server}:start -->", f"<!-- media:{args.server}:end -->"
     section = "\n".join(
@@ -245,9 +316,13 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"`{command}`: {args.images} images of {args.size} KiB, {args.seconds:g} s per measurement; load average "
             f"{load_start:.1f} at the start, {load_average():.1f} at the end; {os.cpu_count()} CPUs. Target: CORTX "
-            "under the production server at 8 clients >= 0.5x the bare GET's throughput, p50 < 2x the bare GET's.",
+            "under the production server at 8 clients >= 0.5x the bare GET's throughput, p50 < 2x the bare GET's. "
+            "*web CPU ms*: CPU time of the web server's processes per image.",
             "",
-            md_table(["Web server", "Path", "Clients", "MiB/s", "vs bare", "p50 ms", "p50 vs bare", "p95 ms"], rows),
+            md_table(
+                ["Web server", "Path", "Clients", "MiB/s", "vs bare", "p50 ms", "p50 vs bare", "p95 ms", "web CPU ms"],
+                rows,
+            ),
             end,
         ]
     )

@@ -8,7 +8,7 @@ proxied request cost (docs/performance.md). A media link is served in two ways:
   the link was made for (Django's ``get_user`` decides: a valid session, an active user, the password unchanged;
   the session younger than MAX_SESSION_AGE, as Label Studio's inactivity middleware requires) and not a revoked
   member of the project's organization (Label Studio Community's access rule) is served from the link's storage,
-  with three indexed queries (the user, the membership, the storage);
+  with two indexed queries (the user, the membership; the storage row is kept for two seconds);
 - **the full path**, the Django view ``MediaLinkView`` for everything else (an expired link, an API client's token,
   another user's session): Label Studio's authentication, then the same check as ``/tasks/<id>/resolve/`` (access to
   the task's project, a storage of that project that resolves the URI). A link is never a key by itself.
@@ -19,6 +19,7 @@ Both answer with ``source.media.serve``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from importlib import import_module
@@ -30,7 +31,7 @@ from django.contrib.auth import get_user
 from django.db import close_old_connections
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
-from organizations.models import Organization
+from organizations.models import OrganizationMember
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
@@ -77,14 +78,49 @@ def _fast_storage(environ: dict) -> tuple[Any, media_links.MediaLink] | None:
     user = get_user(SimpleNamespace(session=session))
     if not user.is_authenticated or user.pk != link.user_id:
         return None
-    # Label Studio Community's access rule (projects.mixins.ProjectMixin.has_permission): anyone but a revoked
-    # member of the project's organization.
-    if Organization(pk=link.organization_id).has_deleted(user):
+    # Label Studio Community's access rule (projects.mixins.ProjectMixin.has_permission, through
+    # Organization.has_deleted): anyone but a revoked member of the project's organization. Asked directly: an
+    # Organization instance would draw a random token for its default on every request.
+    revoked = OrganizationMember.objects.filter(
+        user_id=user.pk, organization_id=link.organization_id, deleted_at__isnull=False
+    )
+    if revoked.exists():
         return None
-    storage = CortxImportStorage.objects.filter(pk=link.storage_id).first()
+    storage = _storages.get(link.storage_id)
     if storage is None or storage.presign or not storage.can_resolve_url(link.uri):
         return None
     return storage, link
+
+
+class _StorageRows:
+    """Storage rows for the fast path, each read again after ``seconds``: a project's images all come from one
+    storage row, and reading its wide row (secrets, CA bundle) was a sixth of a served image. A change to the
+    storage (a deleted storage, new keys, presign turned on) reaches the fast path within ``seconds``."""
+
+    def __init__(self, seconds: float = 2.0, size: int = 256):
+        self.seconds, self.size = seconds, size
+        self._rows: dict[int, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, storage_id: int):
+        now = time.monotonic()
+        with self._lock:
+            found = self._rows.get(storage_id)
+        if found is not None and now - found[0] < self.seconds:
+            return found[1]
+        storage = CortxImportStorage.objects.filter(pk=storage_id).first()
+        with self._lock:
+            if len(self._rows) >= self.size:
+                self._rows.clear()
+            self._rows[storage_id] = (now, storage)
+        return storage
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+_storages = _StorageRows()
 
 
 def wrap(application: WsgiApp) -> WsgiApp:

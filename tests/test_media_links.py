@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
-from django.test import Client
+from django.test import Client, override_settings
 
 from label_studio_cortx import conf, media_gateway
 from label_studio_cortx.source import media_links
@@ -27,6 +27,7 @@ FELL_THROUGH = 599
 def _no_connection_closing(monkeypatch):
     # As Django's test client does for request_started/finished: the test's transaction keeps the connection.
     monkeypatch.setattr(media_gateway, "close_old_connections", lambda: None)
+    monkeypatch.setattr(media_gateway, "_storages", media_gateway._StorageRows(seconds=0))  # every row read again
 
 
 def browser(user) -> Client:
@@ -137,6 +138,9 @@ def test_the_fast_path_serves_range_and_304_without_django(user, image, cortx_s3
     assert (status, body, headers["ETag"]) == (304, b"", etag)
     (get,) = [r for r in cortx_s3.requests_since(mark) if r.method == "GET"]
     assert get.headers.get("if-none-match") and get.status == 304  # the store sent no body either
+
+    with override_settings(RESOLVER_PROXY_ENABLE_ETAG_CACHE=False):  # Label Studio's switch: no revalidation
+        assert call(app, path, cookie, if_none_match=etag)[::2] == (200, BODY)
 
     status, headers, body = call(app, path, cookie, method="HEAD")
     assert (status, body, headers["Content-Length"]) == (200, b"", str(len(BODY)))
@@ -264,3 +268,15 @@ def test_ranges_are_single_and_bounded(header, expected):
     from label_studio_cortx.source.media import bounded_range
 
     assert bounded_range(header, 100) == expected
+
+
+def test_a_deleted_storage_stops_serving_once_its_row_is_read_again(api, user, image, monkeypatch):
+    """The fast path keeps a storage row for a moment (a project's images share it); a deletion reaches it then."""
+    _, storage, task = image
+    monkeypatch.setattr(media_gateway, "_storages", media_gateway._StorageRows(seconds=0.5))
+    client = browser(user)
+    path, cookie, app = link_path(client, task), session_cookie(client), media_gateway.wrap(Fallthrough())
+    assert call(app, path, cookie)[0] == 200
+    assert api.delete(f"/api/storages/cortx/{storage['id']}").status_code == 204
+    time.sleep(0.6)
+    assert call(app, path, cookie)[0] == FELL_THROUGH

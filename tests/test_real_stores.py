@@ -339,6 +339,7 @@ def test_a_media_link_streams_range_and_304_before_the_middleware(api, project, 
     from tests.test_media_links import Fallthrough, browser, call, link_path, session_cookie
 
     monkeypatch.setattr(media_gateway, "close_old_connections", lambda: None)  # the test's transaction stays open
+    monkeypatch.setattr(media_gateway, "_storages", media_gateway._StorageRows(seconds=0))
     body = b"\x89PNG " + bytes(range(256)) * 64
     bucket, _, task = _synced_image(api, project, s3, body)
     client = browser(user)

@@ -6,7 +6,8 @@
 - ``tasks``: tasks and links created in bulk (as plain rows through ``rows``).
 - ``sync``: the import sync itself, page by page.
 - ``reconcile``: optional removal of tasks whose objects are gone, and updates of changed task files.
-- ``media``: the media proxy stream and presigned links.
+- ``media``: the media proxy stream (Range, ETag/304, headers) and presigned links.
+- ``media_links``: signed per-user links to proxied media (made here, served by the Django layer's ``media_gateway``).
 
 May import ``connection``, ``conf``, ``rows`` and Label Studio's task/project/webhook modules; never the models
 (it gets the storage and its link class from the caller), the target side or the API layer.

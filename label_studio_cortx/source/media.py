@@ -146,7 +146,9 @@ def serve(
     from django.conf import settings
 
     byte_range = bounded_range(range_header, settings.RESOLVER_PROXY_MAX_RANGE_SIZE)
-    etag = None if byte_range else store_etag(if_none_match)
+    # Label Studio's switch for its proxy's ETag revalidation applies to this proxy too.
+    revalidate = settings.RESOLVER_PROXY_ENABLE_ETAG_CACHE and not byte_range
+    etag = store_etag(if_none_match) if revalidate else None
     stream, content_type, metadata = open_stream(storage, uri, byte_range, if_none_match=etag)
     if stream is None:
         # The store's own message stays in the server log (open_stream): it may name internal hosts.
