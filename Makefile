@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 PG_TESTS := tests/test_api.py tests/test_source_sync.py tests/test_background.py tests/test_target_snapshots.py \
-	tests/test_schedule.py tests/test_events.py
+	tests/test_schedule.py tests/test_events.py tests/test_media_links.py
 
 .PHONY: demo test lint run bench-smoke
 

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.contrib.auth import get_user
 from django.db import close_old_connections
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.cookie import parse_cookie
 from drf_spectacular.utils import extend_schema
 from organizations.models import OrganizationMember
 from rest_framework.permissions import IsAuthenticated
@@ -52,8 +53,6 @@ def _token(path: str) -> str | None:
 
 
 def _session_key(environ: dict) -> str | None:
-    from django.http.cookie import parse_cookie
-
     cookie = environ.get("HTTP_COOKIE", "")
     if not cookie or len(cookie) > 16384:
         return None
@@ -115,10 +114,6 @@ class _StorageRows:
             self._rows[storage_id] = (now, storage)
         return storage
 
-    def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
-
 
 _storages = _StorageRows()
 
@@ -130,31 +125,32 @@ def wrap(application: WsgiApp) -> WsgiApp:
         if not environ.get("PATH_INFO", "").startswith(PREFIX):
             return application(environ, start_response)
         close_old_connections()  # what Django's request_started does: CONN_MAX_AGE and health checks apply
+        answer = None
         try:
             found = _fast_storage(environ)
-            if found is None:
-                return application(environ, start_response)
-            storage, link = found
-            answer = media.serve(
-                storage,
-                link.uri,
-                range_header=environ.get("HTTP_RANGE"),
-                if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
-                head=environ["REQUEST_METHOD"] == "HEAD",
-            )
+            if found is not None:
+                storage, link = found
+                answer = media.serve(
+                    storage,
+                    link.uri,
+                    range_header=environ.get("HTTP_RANGE"),
+                    if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
+                    head=environ["REQUEST_METHOD"] == "HEAD",
+                )
         except Exception:
             logger.exception("media link: fast path failed")
-            start_response("500 Internal Server Error", [("Content-Type", "text/plain"), ("Content-Length", "0")])
-            return [b""]
+            answer = media.MediaResponse(500, [("Content-Type", "text/plain"), ("Content-Length", "0")], iter(()))
         finally:
-            close_old_connections()  # what request_finished does
+            close_old_connections()  # what request_finished does; the body needs no database
+        if answer is None:
+            return application(environ, start_response)  # the full path: Django, its middleware, MediaLinkView
         start_response(f"{answer.status} {_REASONS.get(answer.status, '')}".strip(), answer.headers)
         return answer.body
 
     return media_first
 
 
-_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 424: "Failed Dependency"}
+_REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 424: "Failed Dependency", 500: "Server Error"}
 
 
 @extend_schema(exclude=True)

@@ -280,3 +280,16 @@ def test_a_deleted_storage_stops_serving_once_its_row_is_read_again(api, user, i
     assert api.delete(f"/api/storages/cortx/{storage['id']}").status_code == 204
     time.sleep(0.6)
     assert call(app, path, cookie)[0] == FELL_THROUGH
+
+
+def test_a_fault_in_the_fast_path_is_a_bare_500(user, image, monkeypatch):
+    _, _, task = image
+    client = browser(user)
+    path, cookie = link_path(client, task), session_cookie(client)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("internal detail that must not reach the browser")
+
+    monkeypatch.setattr(media_gateway.media, "serve", broken)
+    status, _, body = call(media_gateway.wrap(Fallthrough()), path, cookie)
+    assert (status, body) == (500, b"")
