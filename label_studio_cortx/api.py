@@ -13,6 +13,7 @@ from urllib.parse import unquote
 import yaml
 from core.permissions import ViewClassPermission, all_permissions
 from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from drf_spectacular.utils import extend_schema
 from io_storages.api import (
@@ -33,7 +34,7 @@ from projects.models import Project
 from rest_framework import generics
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from tasks.models import Task
@@ -42,7 +43,7 @@ from . import background, conf, schedule
 from .connection.errors import StorageError
 from .models import CortxExportStorage, CortxImportStorage
 from .serializers import STORED, CortxExportStorageSerializer, CortxImportStorageSerializer
-from .source import events
+from .source import events, media, media_links
 from .target import snapshots
 
 logger = logging.getLogger(__name__)
@@ -342,8 +343,10 @@ class CortxResolveMixin:
     """Label Studio's ``/tasks/<id>/resolve/`` and ``/projects/<id>/resolve/`` with the storage found first among
     the project's CORTX storages (one query). Label Studio's resolver loads every storage of every type of the
     project (11 queries) for each image an annotator opens: a third of a proxied request (docs/performance.md).
-    Permission, presign, Range, ETag and streaming are Label Studio's own code; a URL no CORTX storage of the
-    project resolves goes to Label Studio's resolver unchanged."""
+    Permission and the presign redirect are Label Studio's own code; the proxied stream is the plugin's one media
+    answer (``source.media.serve``, as for media links), which adds ``nosniff`` and a sandbox CSP to Label Studio's
+    proxy: a bucket's HTML must not run in Label Studio's origin. A URL no CORTX storage of the project resolves goes
+    to Label Studio's resolver unchanged."""
 
     def resolve(self, request, fileuri: str, instance):
         if not instance.has_permission(request.user):
@@ -355,7 +358,36 @@ class CortxResolveMixin:
             return super().resolve(request, fileuri, instance)
         if storage.presign:
             return self.redirect_to_presign_url(uri, instance, type(instance).__name__)
-        return self.proxy_data_from_storage(request, uri, project, storage)
+        return served(request, storage, uri)
+
+
+def served(request, storage, uri: str) -> HttpResponse | StreamingHttpResponse:
+    """The object at ``uri`` as the browser gets it (``source.media.serve``), for a request Django authenticated."""
+    answer = media.serve(
+        storage,
+        uri,
+        range_header=request.headers.get("Range"),
+        if_none_match=request.headers.get("If-None-Match"),
+        head=request.method == "HEAD",
+    )
+    if answer.status in (200, 206) and request.method != "HEAD":
+        response = StreamingHttpResponse(answer.body, status=answer.status)
+    else:  # a 304, a HEAD or an error: no body to stream (or a short one)
+        response = HttpResponse(b"".join(answer.body), status=answer.status)
+    for header, value in answer.headers:
+        response[header] = value
+    return response
+
+
+def task_for_access_check(task_id: int) -> Task | None:
+    """The task with only what its permission check reads: Label Studio's task and project rows are wide, and
+    building them costs more than the query."""
+    found = (
+        Task.objects.filter(pk=task_id)
+        .select_related("project__organization")
+        .only("id", "project__id", "project__organization__id")[:1]
+    )
+    return next(iter(found), None)
 
 
 def decoded_fileuri(fileuri: str) -> str:
@@ -381,14 +413,7 @@ class CortxTaskResolveStorageUri(CortxResolveMixin, TaskResolveStorageUri):
         fileuri = request.GET.get("fileuri")
         if fileuri is None:
             return Response(status=400)
-        # Only what the permission check reads: Label Studio's task and project rows are wide, and building them
-        # costs more than the query (the proxy's other uses of the project are its permission, too).
-        found = (
-            Task.objects.filter(pk=kwargs["task_id"])
-            .select_related("project__organization")
-            .only("id", "project__id", "project__organization__id")[:1]
-        )
-        task = next(iter(found), None)
+        task = task_for_access_check(kwargs["task_id"])
         if task is None:
             return Response(status=404)
         return self.resolve(request, fileuri, task)
@@ -397,3 +422,24 @@ class CortxTaskResolveStorageUri(CortxResolveMixin, TaskResolveStorageUri):
 @extend_schema(exclude=True)
 class CortxProjectResolveStorageUri(CortxResolveMixin, ProjectResolveStorageUri):
     pass
+
+
+@extend_schema(exclude=True)
+class MediaLinkView(APIView):
+    """The full path of a media link (``media_gateway`` serves the fast one): Label Studio's authentication, then
+    the resolve endpoint's check - access to the task, and a CORTX storage of its project that resolves the object."""
+
+    http_method_names = ["get", "head"]
+    permission_classes = (IsAuthenticated,)
+
+    def get(self, request, token: str, name: str = ""):
+        link = media_links.unsign(token)
+        task = task_for_access_check(link.task_id) if link else None
+        if task is None or not task.has_permission(request.user):
+            return HttpResponse(status=404)
+        storage = CortxImportStorage.objects.filter(pk=link.storage_id, project_id=task.project_id).first()
+        if storage is None or not storage.can_resolve_url(link.uri):
+            return HttpResponse(status=404)
+        return served(request, storage, link.uri)
+
+    head = get

@@ -9,7 +9,7 @@ proxied request cost (docs/performance.md). A media link is served in two ways:
   the session younger than MAX_SESSION_AGE, as Label Studio's inactivity middleware requires) and not a revoked
   member of the project's organization (Label Studio Community's access rule) is served from the link's storage,
   with two indexed queries (the user, the membership; the storage row is kept for two seconds);
-- **the full path**, the Django view ``MediaLinkView`` for everything else (an expired link, an API client's token,
+- **the full path**, the Django view ``api.MediaLinkView`` for everything else (an expired link, an API client's token,
   another user's session): Label Studio's authentication, then the same check as ``/tasks/<id>/resolve/`` (access to
   the task's project, a storage of that project that resolves the URI). A link is never a key by itself.
 
@@ -29,12 +29,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.db import close_old_connections
-from django.http import HttpResponse, StreamingHttpResponse
 from django.http.cookie import parse_cookie
-from drf_spectacular.utils import extend_schema
 from organizations.models import OrganizationMember
-from rest_framework.permissions import IsAuthenticated
-from rest_framework.views import APIView
 
 from . import conf
 from .models import CortxImportStorage
@@ -143,7 +139,7 @@ def wrap(application: WsgiApp) -> WsgiApp:
         finally:
             close_old_connections()  # what request_finished does; the body needs no database
         if answer is None:
-            return application(environ, start_response)  # the full path: Django, its middleware, MediaLinkView
+            return application(environ, start_response)  # the full path: Django, its middleware, api.MediaLinkView
         start_response(f"{answer.status} {_REASONS.get(answer.status, '')}".strip(), answer.headers)
         return answer.body
 
@@ -151,42 +147,3 @@ def wrap(application: WsgiApp) -> WsgiApp:
 
 
 _REASONS = {200: "OK", 206: "Partial Content", 304: "Not Modified", 424: "Failed Dependency", 500: "Server Error"}
-
-
-@extend_schema(exclude=True)
-class MediaLinkView(APIView):
-    """The full path of a media link: Label Studio's authentication and the resolve endpoint's permission check."""
-
-    http_method_names = ["get", "head"]
-    permission_classes = (IsAuthenticated,)
-
-    def get(self, request, token: str, name: str = ""):
-        from tasks.models import Task
-
-        link = media_links.unsign(token)
-        if link is None:
-            return HttpResponse(status=404)
-        found = (
-            Task.objects.filter(pk=link.task_id)
-            .select_related("project__organization")
-            .only("id", "project__id", "project__organization__id")[:1]
-        )
-        task = next(iter(found), None)
-        if task is None or not task.has_permission(request.user):
-            return HttpResponse(status=404)
-        storage = CortxImportStorage.objects.filter(pk=link.storage_id, project_id=task.project_id).first()
-        if storage is None or not storage.can_resolve_url(link.uri):
-            return HttpResponse(status=404)
-        answer = media.serve(
-            storage,
-            link.uri,
-            range_header=request.headers.get("Range"),
-            if_none_match=request.headers.get("If-None-Match"),
-            head=request.method == "HEAD",
-        )
-        response = StreamingHttpResponse(answer.body, status=answer.status)
-        for header, value in answer.headers:
-            response[header] = value
-        return response
-
-    head = get

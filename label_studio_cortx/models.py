@@ -176,28 +176,8 @@ class CortxStorageMixin(S3StorageMixin):
         return "CORTX S3"
 
     def get_bytes_stream(self, uri: str, range_header: str | None = None):
-        """Stream an object for Label Studio's media proxy, forwarding a single Range (and the browser's ETag)."""
-        return media.open_stream(self, uri, range_header, if_none_match=self._cached_etag())
-
-    def _cached_etag(self) -> str | None:
-        """The store ETag of the copy the browser has, from its If-None-Match.
-
-        Label Studio's proxy answers 304 when If-None-Match equals its ETag, ``"<user id><access 0/1><store
-        ETag>"``, but only after its GET has started the whole object; with the store's ETag the GET itself
-        is conditional. The request is Label Studio's current one (core.current_request)."""
-        request = get_current_request()
-        if request is None or "Range" in request.headers or not settings.RESOLVER_PROXY_ENABLE_ETAG_CACHE:
-            return None
-        sent = request.headers.get("If-None-Match") or ""
-        user = getattr(request, "user", None)
-        if not sent or user is None or not user.is_authenticated:
-            return None
-        prefix = f'"{user.id}{int(self.project.has_permission(user))}'
-        if len(sent) <= len(prefix) + 1 or not sent.startswith(prefix) or not sent.endswith('"'):
-            return None
-        etag = sent[len(prefix) : -1]
-        # An S3 ETag is hex, or hex-<parts> for multipart uploads: anything else is not forwarded.
-        return etag if len(etag) <= 80 and all(c in "0123456789abcdefABCDEF-" for c in etag) else None
+        """Label Studio's storage interface (its own proxy's stream); the plugin's proxy uses ``media.serve``."""
+        return media.open_stream(self, uri, range_header)
 
 
 class CortxImportStorageBase(CortxStorageMixin, S3ImportStorageBase):

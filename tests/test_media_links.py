@@ -232,9 +232,11 @@ def test_html_from_a_bucket_cannot_run_in_label_studios_origin(api, user, projec
     sync(api, storage["id"])
     client = browser(user)
     path = link_path(client, project.tasks.get())
+    task = project.tasks.get()
     for _status, headers, _ in (
         call(media_gateway.wrap(Fallthrough()), path, session_cookie(client)),
         (0, client.get(path), None),
+        (0, api.get(_resolve_url(task, task_url(task))), None),  # Label Studio's resolve URL: the same answer
     ):
         assert headers["Content-Security-Policy"] == "sandbox" and headers["X-Content-Type-Options"] == "nosniff"
 
@@ -257,7 +259,8 @@ def test_a_store_error_is_a_424_without_the_stores_words(user, image, cortx_s3):
         ("bytes=10-19", "bytes=10-19"),
         ("bytes=10-", "bytes=10-109"),
         ("bytes=10-99999", "bytes=10-109"),
-        ("bytes=-100", None),
+        ("bytes=-100", "bytes=0-99"),
+        ("bytes=-", None),
         ("bytes=1-2,5-6", None),
         ("bytes=20-10", None),
         ("items=0-1", None),

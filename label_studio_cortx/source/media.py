@@ -10,7 +10,6 @@ import base64
 import logging
 import mimetypes
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -107,16 +106,19 @@ class MediaResponse:
     body: Iterator[bytes]
 
 
-_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{0,19})")
+_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
 _ETAG = re.compile(r'(?:W/)?"([0-9A-Fa-f-]{1,80})"')
 
 
 def bounded_range(header: str | None, max_size: int) -> str | None:
     """A single ``bytes=start-[end]`` range capped at ``max_size`` bytes (Label Studio's proxy rule: a worker is
-    never held by an open-ended read of a large video); anything else is ignored and the whole object is sent."""
+    never held by an open-ended read of a large video; a suffix range, which it does not support, reads from the
+    start); anything else is ignored and the whole object is sent."""
     match = _RANGE.fullmatch((header or "").strip())
-    if match is None:
+    if match is None or not (match.group(1) or match.group(2)):
         return None
+    if not match.group(1):  # a suffix range: Label Studio's proxy serves the object from its start instead
+        return f"bytes=0-{max_size - 1}"
     start, end = int(match.group(1)), match.group(2)
     if start == 0 and end in ("", "0"):
         return f"bytes=0-{end}"  # a header probe: as asked
@@ -179,20 +181,7 @@ def serve(
     if head:
         stream.close()
         return MediaResponse(status, headers, iter(()))
-    body = _chunks(stream, settings.RESOLVER_PROXY_BUFFER_SIZE, settings.RESOLVER_PROXY_TIMEOUT)
-    return MediaResponse(status, headers, body)
+    # Label Studio's own chunker: RESOLVER_PROXY_BUFFER_SIZE chunks, cut off after RESOLVER_PROXY_TIMEOUT, then closed.
+    from io_storages.proxy_api import ResolveStorageUriAPIMixin
 
-
-def _chunks(stream, chunk_size: int, seconds: float) -> Iterator[bytes]:
-    """The body in chunks, cut off after ``seconds``: a slow store or client never holds a worker for longer."""
-    deadline = time.monotonic() + seconds
-    try:
-        for chunk in stream.iter_chunks(chunk_size=chunk_size):
-            yield chunk
-            if time.monotonic() >= deadline:
-                logger.warning("media stream cut off after %ss", seconds)
-                return
-    except Exception as exc:  # the response has started: all that is left is to end it
-        logger.warning("media stream failed: %s", type(exc).__name__)
-    finally:
-        stream.close()
+    return MediaResponse(status, headers, ResolveStorageUriAPIMixin().time_limited_chunker(stream))
