@@ -296,3 +296,64 @@ def test_a_fault_in_the_fast_path_is_a_bare_500(user, image, monkeypatch):
     monkeypatch.setattr(media_gateway.media, "serve", broken)
     status, _, body = call(media_gateway.wrap(Fallthrough()), path, cookie)
     assert (status, body) == (500, b"")
+
+
+def _storage_client(storage):
+    from label_studio_cortx.models import CortxImportStorage
+
+    return CortxImportStorage.objects.get(pk=storage["id"]).get_client()
+
+
+def test_a_pooled_connection_the_store_closed_is_retried_once(image, monkeypatch):
+    """The media GET skips botocore's retries: a keep-alive connection the store dropped meanwhile gets one more
+    try on a new connection, and a store that keeps dropping it is an error (the browser gets the 424)."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from label_studio_cortx.connection.client import stream_object
+
+    bucket, storage, _ = image
+    client = _storage_client(storage)
+    session = client._endpoint.http_session
+    real, calls = session.send, []
+
+    def dropped_once(request):
+        calls.append(request.url)
+        if len(calls) == 1:
+            raise ConnectionClosedError(endpoint_url=request.url)
+        return real(request)
+
+    monkeypatch.setattr(session, "send", dropped_once)
+    assert stream_object(client, bucket, "img/a cat.png").body.read() == BODY and len(calls) == 2
+
+    def always_dropped(request):
+        calls.append(request.url)
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    calls.clear()
+    monkeypatch.setattr(session, "send", always_dropped)
+    with pytest.raises(ConnectionClosedError):
+        stream_object(client, bucket, "img/a cat.png")
+    assert len(calls) == 2
+
+
+def test_a_virtual_host_client_streams_through_get_object(image, cortx_s3, monkeypatch):
+    """Whether a bucket can be a host name is botocore's decision (its endpoint rules): such clients keep it."""
+    from label_studio_cortx.connection.client import ConnectionConfig, get_client, stream_object
+
+    bucket, _, _ = image
+    config = ConnectionConfig.build(
+        cortx_s3.url,
+        access_key_id=cortx_s3.access_key,
+        secret_access_key=cortx_s3.secret_key,
+        force_path_style=False,
+    )
+    client = get_client(config)
+    calls = []
+    real = client.get_object
+    monkeypatch.setattr(client, "get_object", lambda **params: calls.append(params) or real(**params))
+    whole = stream_object(client, bucket, "img/a cat.png")
+    assert (whole.status, whole.body.read(), len(calls)) == (200, BODY, 1)
+    etag = whole.headers["etag"]
+    same = stream_object(client, bucket, "img/a cat.png", {"If-None-Match": etag, "Range": "bytes=0-3"})
+    assert same.status == 304 and same.body.read() == b""
+    assert calls[-1] == {"Bucket": bucket, "Key": "img/a cat.png", "IfNoneMatch": etag, "Range": "bytes=0-3"}

@@ -333,6 +333,39 @@ def test_a_repeat_view_of_an_unchanged_image_is_304_from_the_store(api, project,
 
 
 @pytest.mark.compat("single-range GET")
+def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(api, project, s3):
+    """``stream_object``, the media proxy's GET without botocore's per-call pipeline, against the real store:
+    the same bytes and headers as ``get_object``, a Range, a 304, a missing key's error code, and every reply
+    handed back to the client's pool (one connection for all of them)."""
+    from botocore.exceptions import ClientError
+
+    from label_studio_cortx.connection.client import stream_object
+    from label_studio_cortx.models import CortxImportStorage
+
+    body = b"\x89PNG " + bytes(range(256)) * 64
+    bucket, storage, _ = _synced_image(api, project, s3, body)
+    client = CortxImportStorage.objects.get(pk=storage["id"]).get_client()
+    expected = client.get_object(Bucket=bucket, Key="img/a.png")
+    pool = client._endpoint.http_session._manager.connection_from_url(client.meta.endpoint_url)
+    opened = pool.num_connections
+    for _ in range(3):
+        whole = stream_object(client, bucket, "img/a.png")
+        assert (whole.status, whole.body.read()) == (200, body)
+        assert whole.headers["etag"] == expected["ETag"] and whole.headers["content-type"] == "image/png"
+        assert int(whole.headers["content-length"]) == len(body) and whole.headers["last-modified"]
+        part = stream_object(client, bucket, "img/a.png", {"Range": "bytes=10-19"})
+        assert (part.status, part.body.read()) == (206, body[10:20])
+        assert part.headers["content-range"] == f"bytes 10-19/{len(body)}"
+        same = stream_object(client, bucket, "img/a.png", {"If-None-Match": expected["ETag"]})
+        assert (same.status, same.body.read()) == (304, b"")
+        with pytest.raises(ClientError) as missing:
+            stream_object(client, bucket, "img/none.png")
+        assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+        assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert pool.num_connections - opened <= 1
+
+
+@pytest.mark.compat("single-range GET")
 def test_a_media_link_streams_range_and_304_before_the_middleware(api, project, s3, store, user, monkeypatch):
     """What a logged-in browser's labeling UI loads (README "Media links"), served by the WSGI fast path."""
     from label_studio_cortx import media_gateway

@@ -12,9 +12,9 @@ import mimetypes
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
 from django.utils.http import http_date
 
 from ..connection import client as client_factory
@@ -51,50 +51,45 @@ def presigned_url(storage, url: str) -> str:
     return presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=int(storage.presign_ttl) * 60)
 
 
-class _NotModified:
-    """The body of an object the browser already has: nothing (the store sent none either)."""
-
-    def iter_chunks(self, chunk_size: int = 1024):
-        return iter(())
-
-    def close(self) -> None:
-        pass
-
-
 def open_stream(
-    storage, uri: str, range_header: str | None = None, if_none_match: str | None = None
+    storage, uri: str, range_header: str | None = None, if_none_match: str | None = None, client=None
 ) -> tuple[Any, str | None, dict]:
     """(body, content type, metadata) of an object for Label Studio's media proxy, forwarding a single Range;
     (None, None, {}) when the store cannot give it (logged; the proxy answers the browser with an error).
 
     ``if_none_match``: the store ETag the browser's cached copy has. The GET is then conditional, and an
-    unchanged object comes back as 304 with no body, from the store to the browser.
+    unchanged object comes back as 304 with no body, from the store to the browser. ``client``: the storage's
+    client when the caller has it already (the media gateway keeps it with the storage row).
     """
     bucket, key = split_uri(uri)
-    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    headers = {}
     if range_header:
-        params["Range"] = range_header
+        headers["Range"] = range_header
     if if_none_match:
-        params["IfNoneMatch"] = f'"{if_none_match}"'
+        headers["If-None-Match"] = f'"{if_none_match}"'
     try:
         with translated(storage.s3_endpoint or "", bucket=bucket, what="media stream"):
-            try:
-                response = storage.get_client().get_object(**params)
-            except ClientError as exc:
-                if not if_none_match or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 304:
-                    raise
-                return _NotModified(), None, {"ETag": f'"{if_none_match}"', "StatusCode": 304}
+            reply = client_factory.stream_object(client or storage.get_client(), bucket, key, headers)
     except StorageError as exc:
         logger.warning("CORTX storage %s: cannot stream %s: %s", storage.pk, uri, exc)
         return None, None, {}
+    length = reply.headers.get("content-length")
+    modified = reply.headers.get("last-modified")
     metadata = {
-        "ETag": response.get("ETag"),
-        "ContentLength": response.get("ContentLength"),
-        "ContentRange": response.get("ContentRange"),
-        "LastModified": response.get("LastModified"),
-        "StatusCode": response["ResponseMetadata"]["HTTPStatusCode"],
+        "ETag": reply.headers.get("etag") or (f'"{if_none_match}"' if reply.status == 304 else None),
+        "ContentLength": int(length) if length and length.isdigit() and reply.status != 304 else None,
+        "ContentRange": reply.headers.get("content-range"),
+        "LastModified": _http_datetime(modified) if modified else None,
+        "StatusCode": reply.status,
     }
-    return response["Body"], response.get("ContentType"), metadata
+    return reply.body, reply.headers.get("content-type") if reply.status != 304 else None, metadata
+
+
+def _http_datetime(value: str):
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -140,6 +135,7 @@ def serve(
     range_header: str | None = None,
     if_none_match: str | None = None,
     head: bool = False,
+    client=None,
 ) -> MediaResponse:
     """The object at ``uri`` for the browser, as Label Studio's proxy sends it (Range bounded, streamed in
     RESOLVER_PROXY_BUFFER_SIZE chunks for at most RESOLVER_PROXY_TIMEOUT seconds, private caching) plus two guards
@@ -151,7 +147,7 @@ def serve(
     # Label Studio's switch for its proxy's ETag revalidation applies to this proxy too.
     revalidate = settings.RESOLVER_PROXY_ENABLE_ETAG_CACHE and not byte_range
     etag = store_etag(if_none_match) if revalidate else None
-    stream, content_type, metadata = open_stream(storage, uri, byte_range, if_none_match=etag)
+    stream, content_type, metadata = open_stream(storage, uri, byte_range, if_none_match=etag, client=client)
     if stream is None:
         # The store's own message stays in the server log (open_stream): it may name internal hosts.
         body = b'{"error": "Storage stream failed while proxying data"}'
