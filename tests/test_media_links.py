@@ -357,3 +357,36 @@ def test_a_virtual_host_client_streams_through_get_object(image, cortx_s3, monke
     same = stream_object(client, bucket, "img/a cat.png", {"If-None-Match": etag, "Range": "bytes=0-3"})
     assert same.status == 304 and same.body.read() == b""
     assert calls[-1] == {"Bucket": bucket, "Key": "img/a cat.png", "IfNoneMatch": etag, "Range": "bytes=0-3"}
+
+
+@pytest.mark.parametrize("failure", ["dropped", "503"])
+def test_a_failed_export_put_is_handed_to_put_object_and_its_retries(image, cortx_s3, failure, monkeypatch):
+    """The export's PUT without botocore's pipeline has no retries of its own: any failure goes to the client's
+    ``put_object`` (botocore's retry policy, its errors), so an export fails or succeeds exactly as before."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from label_studio_cortx.connection.client import put_bytes
+
+    bucket, storage, _ = image
+    client = _storage_client(storage)
+    session = client._endpoint.http_session
+    real_send, real_put, sent, fallbacks = session.send, client.put_object, [], []
+
+    def failing(request):
+        sent.append(request.url)
+        if failure == "dropped":
+            raise ConnectionClosedError(endpoint_url=request.url)
+        answer = real_send(request)
+        answer.status_code = 503
+        return answer
+
+    monkeypatch.setattr(session, "send", failing)
+    monkeypatch.setattr(client, "put_object", lambda **params: fallbacks.append(params) or real_send_put(params))
+
+    def real_send_put(params):
+        monkeypatch.setattr(session, "send", real_send)  # botocore's own attempt reaches the store
+        return real_put(**params)
+
+    put_bytes(client, bucket, "out/1.json", b'{"id": 1}', "application/json")
+    assert len(sent) == 1 and [params["Key"] for params in fallbacks] == ["out/1.json"]
+    assert cortx_s3.client().get_object(Bucket=bucket, Key="out/1.json")["Body"].read() == b'{"id": 1}'

@@ -616,3 +616,33 @@ def test_listing_and_header_timestamps_match_a_bare_boto3_client(s3):
         plugin.head_object(Bucket=bucket, Key=key)["LastModified"]
         == bare.head_object(Bucket=bucket, Key=key)["LastModified"]
     )
+
+
+@pytest.mark.compat("export on save", "keys with")
+def test_the_export_put_writes_what_put_object_writes(api, project, s3):
+    """``put_bytes``, the export's PUT without botocore's per-call pipeline: every key of the corpus stored
+    verbatim with its body and content type, an error reply raised as ``put_object`` raises it, and one pooled
+    connection for all of it."""
+    from botocore.exceptions import ClientError
+
+    from label_studio_cortx.connection.client import put_bytes
+    from label_studio_cortx.models import CortxExportStorage
+
+    bucket = new_bucket(s3)
+    target = create_target(api, s3, bucket, project, prefix="annotations/")
+    client = CortxExportStorage.objects.get(pk=target["id"]).get_client()
+    pool = client._endpoint.http_session._manager.connection_from_url(client.meta.endpoint_url)
+    opened = pool.num_connections
+    bodies = {key: json.dumps({"key": key}).encode() for key in KEY_CORPUS}
+    for key, body in bodies.items():
+        put_bytes(client, bucket, key, body, "application/json")
+    for key, body in bodies.items():
+        stored = client.get_object(Bucket=bucket, Key=key)
+        assert (stored["Body"].read(), stored["ContentType"]) == (body, "application/json"), key
+    assert sorted(obj["Key"] for obj in client.list_objects_v2(Bucket=bucket)["Contents"]) == sorted(KEY_CORPUS)
+    assert pool.num_connections - opened <= 1
+    refused = CortxExportStorage.objects.get(pk=target["id"])
+    refused.aws_secret_access_key = "not-the-secret-key"
+    with pytest.raises(ClientError) as wrong:
+        put_bytes(refused.get_client(), bucket, "annotations/1", b"{}", "application/json")
+    assert wrong.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

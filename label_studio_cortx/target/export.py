@@ -17,6 +17,7 @@ from django.conf import settings
 from tasks.models import Annotation
 
 from .. import conf, rows
+from ..connection import client as client_factory
 from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, storage_error, translated
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def serialize_batch(storage, annotations: list) -> list[bytes]:
 
 def put_json(client, storage, key: str, body: bytes) -> None:
     """Write one annotation object: the single PUT behind save-time export and target syncs."""
-    client.put_object(Bucket=storage.bucket, Key=key, Body=body, ContentType="application/json")
+    client_factory.put_bytes(client, storage.bucket, key, body, "application/json")
 
 
 def save_annotation(storage, annotation) -> None:
