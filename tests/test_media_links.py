@@ -17,7 +17,7 @@ from django.test import Client, override_settings
 from label_studio_cortx import conf, media_gateway
 from label_studio_cortx.source import media_links
 from tests.storage_helpers import new_bucket, put
-from tests.test_api import _resolve_url, create_source, sync, task_url, trust  # noqa: F401 - trust is a fixture
+from tests.test_api import _resolve_url, create_source, create_target, sync, task_url, trust  # noqa: F401 - trust is a fixture
 
 BODY = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
 FELL_THROUGH = 599
@@ -390,3 +390,30 @@ def test_a_failed_export_put_is_handed_to_put_object_and_its_retries(image, cort
     put_bytes(client, bucket, "out/1.json", b'{"id": 1}', "application/json")
     assert len(sent) == 1 and [params["Key"] for params in fallbacks] == ["out/1.json"]
     assert cortx_s3.client().get_object(Bucket=bucket, Key="out/1.json")["Body"].read() == b'{"id": 1}'
+
+
+def test_media_and_export_go_over_https_with_the_storages_ca_bundle(api, user, project, s3_https, trust):  # noqa: F811
+    """The GET and the PUT without botocore's pipeline use the client's own TLS trust: the storage's CA bundle.
+    Without it the store's certificate is not trusted, and the browser gets the 424 and nothing else."""
+    from label_studio_cortx.connection.client import put_bytes
+    from label_studio_cortx.models import CortxExportStorage, CortxImportStorage
+
+    trust(s3_https)
+    bucket = new_bucket(s3_https)
+    put(s3_https, bucket, "img/a cat.png", BODY, content_type="image/png")
+    storage = create_source(api, s3_https, bucket, project, prefix="img", use_blob_urls=True)
+    sync(api, storage["id"])
+    task = project.tasks.get()
+    client = browser(user)
+    path, cookie, app = link_path(client, task), session_cookie(client), media_gateway.wrap(Fallthrough())
+    assert call(app, path, cookie)[::2] == (200, BODY)
+    resolved = api.get(_resolve_url(task, task_url(task)))
+    assert resolved.status_code == 200 and b"".join(resolved.streaming_content) == BODY
+    target = create_target(api, s3_https, bucket, project, prefix="out/")
+    exporter = CortxExportStorage.objects.get(pk=target["id"]).get_client()
+    put_bytes(exporter, bucket, "out/1.json", b'{"id": 1}', "application/json")
+    assert s3_https.client().get_object(Bucket=bucket, Key="out/1.json")["Body"].read() == b'{"id": 1}'
+
+    CortxImportStorage.objects.filter(pk=storage["id"]).update(ca_bundle="")
+    status, _, body = call(app, path, cookie)
+    assert status == 424 and b"certificate" not in body.lower() and s3_https.url.encode() not in body
