@@ -304,36 +304,44 @@ def _storage_client(storage):
     return CortxImportStorage.objects.get(pk=storage["id"]).get_client()
 
 
-def test_a_pooled_connection_the_store_closed_is_retried_once(image, monkeypatch):
-    """The media GET skips botocore's retries: a keep-alive connection the store dropped meanwhile gets one more
-    try on a new connection, and a store that keeps dropping it is an error (the browser gets the 424)."""
-    from botocore.exceptions import ConnectionClosedError
+@pytest.mark.parametrize("failure", ["dropped", "503"])
+def test_a_failed_media_get_is_handed_to_get_object_and_its_retries(image, failure, monkeypatch):
+    """The media GET without botocore's pipeline has no retries of its own: a failure botocore would retry (a
+    connection the store dropped, a 5xx) goes to the client's ``get_object``, so the image is served, or fails,
+    exactly as before; a 4xx is final and raised at once."""
+    from botocore.exceptions import ClientError, ConnectionClosedError
 
     from label_studio_cortx.connection.client import stream_object
 
     bucket, storage, _ = image
     client = _storage_client(storage)
     session = client._endpoint.http_session
-    real, calls = session.send, []
+    real_send, real_get, sent, fallbacks = session.send, client.get_object, [], []
 
-    def dropped_once(request):
-        calls.append(request.url)
-        if len(calls) == 1:
+    def failing(request):
+        sent.append(request.url)
+        if failure == "dropped":
             raise ConnectionClosedError(endpoint_url=request.url)
-        return real(request)
+        answer = real_send(request)
+        answer.raw.read()
+        answer.status_code = 503
+        return answer
 
-    monkeypatch.setattr(session, "send", dropped_once)
-    assert stream_object(client, bucket, "img/a cat.png").body.read() == BODY and len(calls) == 2
+    def botocores_get(**params):
+        fallbacks.append(params)
+        monkeypatch.setattr(session, "send", real_send)  # botocore's own attempt reaches the store
+        return real_get(**params)
 
-    def always_dropped(request):
-        calls.append(request.url)
-        raise ConnectionClosedError(endpoint_url=request.url)
+    monkeypatch.setattr(session, "send", failing)
+    monkeypatch.setattr(client, "get_object", botocores_get)
+    streamed = stream_object(client, bucket, "img/a cat.png", {"Range": "bytes=0-9"})
+    assert (streamed.status, streamed.body.read()) == (206, BODY[:10])
+    assert len(sent) == 1 and fallbacks == [{"Bucket": bucket, "Key": "img/a cat.png", "Range": "bytes=0-9"}]
 
-    calls.clear()
-    monkeypatch.setattr(session, "send", always_dropped)
-    with pytest.raises(ConnectionClosedError):
-        stream_object(client, bucket, "img/a cat.png")
-    assert len(calls) == 2
+    fallbacks.clear()
+    with pytest.raises(ClientError) as missing:
+        stream_object(client, bucket, "img/none.png")
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey" and fallbacks == []
 
 
 def test_a_virtual_host_client_streams_through_get_object(image, cortx_s3, monkeypatch):
@@ -417,3 +425,49 @@ def test_media_and_export_go_over_https_with_the_storages_ca_bundle(api, user, p
     CortxImportStorage.objects.filter(pk=storage["id"]).update(ca_bundle="")
     status, _, body = call(app, path, cookie)
     assert status == 424 and b"certificate" not in body.lower() and s3_https.url.encode() not in body
+
+
+@pytest.mark.parametrize("status", [301, 307, 500])
+def test_a_reply_that_is_not_an_object_is_a_424(status):
+    """An endpoint that redirects (an HTTP front that sends everyone to HTTPS, say) or fails: the media GET raises
+    as ``get_object`` would, and the browser gets the 424, not the foreign page."""
+    import dataclasses
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from botocore.exceptions import ClientError
+
+    from label_studio_cortx.connection.client import ConnectionConfig, get_client, stream_object
+    from label_studio_cortx.source import media
+
+    class Foreign(BaseHTTPRequestHandler):
+        def do_GET(self):
+            page = b"<html>internal sign-in page</html>"
+            self.send_response(status)
+            self.send_header("Location", "https://intranet.example/login")
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        config = ConnectionConfig.build(url, access_key_id="k", secret_access_key="s")
+        client = get_client(
+            dataclasses.replace(config, ssrf_guard=False, limits=dataclasses.replace(config.limits, max_attempts=1))
+        )
+        with pytest.raises(ClientError) as raised:
+            stream_object(client, "bucket", "img/a.png")
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+        storage = type("Storage", (), {"s3_endpoint": url, "pk": 1})()
+        served = media.serve(storage, "s3://bucket/img/a.png", client=client)
+        body = b"".join(served.body)
+        assert served.status == 424 and b"sign-in" not in body and b"intranet" not in body
+        assert "Location" not in dict(served.headers)
+    finally:
+        server.shutdown()

@@ -341,10 +341,12 @@ def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(ap
 
     from label_studio_cortx.connection.client import stream_object
     from label_studio_cortx.models import CortxImportStorage
+    from label_studio_cortx.source import media
 
     body = b"\x89PNG " + bytes(range(256)) * 64
     bucket, storage, _ = _synced_image(api, project, s3, body)
-    client = CortxImportStorage.objects.get(pk=storage["id"]).get_client()
+    storage_row = CortxImportStorage.objects.get(pk=storage["id"])
+    client = storage_row.get_client()
     expected = client.get_object(Bucket=bucket, Key="img/a.png")
     pool = client._endpoint.http_session._manager.connection_from_url(client.meta.endpoint_url)
     opened = pool.num_connections
@@ -362,6 +364,9 @@ def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(ap
             stream_object(client, bucket, "img/none.png")
         assert missing.value.response["Error"]["Code"] == "NoSuchKey"
         assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        # What the browser gets: streamed by Label Studio's chunker, which closes the body when done.
+        served = media.serve(storage_row, f"s3://{bucket}/img/a.png", client=client)
+        assert (served.status, b"".join(served.body)) == (200, body)
     assert pool.num_connections - opened <= 1
 
 

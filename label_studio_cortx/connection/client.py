@@ -4,7 +4,8 @@ Every call the storage type makes (validation, listing, reading task files, medi
 presigning, export, delete) goes through :func:`get_client`, so CORTX's requirements are applied
 once: SigV4, path-style addressing, no flexible checksums (CORTX rejects ``x-amz-checksum-*`` and
 trailer uploads), bounded timeouts with standard retries, and a per-connection trust store. The media
-proxy's GET (:func:`stream_object`) takes a client from here too and uses its signer and connection pool.
+proxy's GET (:func:`stream_object`) and the export's PUT (:func:`put_bytes`) take a client from here too and use
+its signer and connection pool.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import ClientError, ConnectionClosedError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.response import StreamingBody
 from botocore.utils import percent_encode
@@ -186,8 +187,9 @@ class ObjectStream:
 # botocore's per-call pipeline (parameter validation, endpoint rules, event hooks, response parsing): signed by the
 # client's own signer and sent over the client's own connection pool, so its credentials, TLS trust, SSRF guard and
 # socket pinning all apply. In a microbenchmark against SeaweedFS that pipeline was 0.6 ms of CPU per request
-# (a 512 KiB GET: 1.5 against 0.9 ms). Virtual-host clients keep botocore's calls: whether a bucket can be a host
-# name is decided by botocore's endpoint rules.
+# (a 512 KiB GET: 1.5 against 0.9 ms). Retries are botocore's: a failure it would retry hands the request to the
+# client's own call. Virtual-host clients keep botocore's calls: whether a bucket can be a host name is decided by
+# botocore's endpoint rules.
 _ERROR_CODE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
 
@@ -214,35 +216,38 @@ def _error(operation: str, status: int, head: bytes, headers: dict[str, str]) ->
 def stream_object(client, bucket: str, key: str, headers: dict[str, str] | None = None) -> ObjectStream:
     """GetObject for the media proxy, without botocore's per-call pipeline (see above).
 
-    ``headers``: Range, If-None-Match. A 304 is a reply, not an error; an S3 error reply raises ``ClientError`` as
-    ``get_object`` would, a transport failure botocore's exception. A pooled connection the store has closed
-    meanwhile is retried once on a new one; nothing else is retried: a browser is waiting for the image.
+    ``headers``: Range, If-None-Match. 200, 206 and 304 are replies. A failure botocore would retry (a transport
+    error, a 5xx or 429 reply) is handed to ``client.get_object``, which retries what the client's retry policy
+    retries and raises what it raises, as before; any other reply (an S3 error, a redirect from something that is
+    not the store) raises ``ClientError`` as ``get_object`` would.
     """
-    if not _direct(client):
-        return _stream_with_client(client, bucket, key, headers or {})
-    for attempt in (1, 2):
+    if _direct(client):
         request = _signed(client, "GetObject", "GET", bucket, key, headers=dict(headers or {}), stream_output=True)
         try:
             response = client._endpoint.http_session.send(request.prepare())
-            break
-        except ConnectionClosedError:
-            if attempt == 2:
-                raise
-    reply = {name.lower(): value for name, value in response.headers.items()}
-    raw = response.raw
-    if response.status_code >= 400:
-        try:
-            head = raw.read(4096, decode_content=False) or b""
-        finally:
-            raw.close()  # a fully read reply has gone back to the pool already; a longer one is not reused
-        raise _error("GetObject", response.status_code, head, reply)
-    length = reply.get("content-length")
-    if response.status_code == 304:  # no body, whatever Content-Length says (the object's size, on some stores)
-        body = StreamingBody(raw, 0)
-        body.read()  # hands the connection back to the pool
-    else:
-        body = StreamingBody(raw, int(length) if length and length.isdigit() else None)
-    return ObjectStream(response.status_code, reply, body)
+        except (HTTPClientError, BotoConnectionError):
+            response = None
+        if response is not None:
+            reply = {name.lower(): value for name, value in response.headers.items()}
+            raw = response.raw
+            if response.status_code in (200, 206):
+                length = reply.get("content-length")
+                return ObjectStream(
+                    response.status_code,
+                    reply,
+                    StreamingBody(raw, int(length) if length and length.isdigit() else None),
+                )
+            if response.status_code == 304:  # no body, whatever Content-Length says (the object's size, on some stores)
+                body = StreamingBody(raw, 0)
+                body.read()  # hands the connection back to the pool
+                return ObjectStream(304, reply, body)
+            try:
+                head = raw.read(4096, decode_content=False) or b""
+            finally:
+                raw.close()  # a fully read reply has gone back to the pool already; a longer one is not reused
+            if response.status_code < 500 and response.status_code != 429:
+                raise _error("GetObject", response.status_code, head, reply)
+    return _stream_with_client(client, bucket, key, headers or {})
 
 
 def put_bytes(client, bucket: str, key: str, body: bytes, content_type: str) -> None:
