@@ -304,36 +304,45 @@ def _storage_client(storage):
     return CortxImportStorage.objects.get(pk=storage["id"]).get_client()
 
 
-@pytest.mark.parametrize("failure", ["dropped", "503"])
-def test_a_failed_media_get_is_handed_to_get_object_and_its_retries(image, failure, monkeypatch):
-    """The media GET without botocore's pipeline has no retries of its own: a failure botocore would retry (a
-    connection the store dropped, a 5xx) goes to the client's ``get_object``, so the image is served, or fails,
-    exactly as before; a 4xx is final and raised at once."""
-    from botocore.exceptions import ClientError, ConnectionClosedError
+def _first_send_fails(monkeypatch, client, failure: str, method: str) -> tuple[list, list]:
+    """The client's next request fails as ``failure`` says (a dropped connection, a 503 reply); the calls of its
+    botocore ``method`` (``get_object``, ``put_object``) are recorded and then reach the store for real."""
+    from botocore.exceptions import ConnectionClosedError
 
-    from label_studio_cortx.connection.client import stream_object
-
-    bucket, storage, _ = image
-    client = _storage_client(storage)
     session = client._endpoint.http_session
-    real_send, real_get, sent, fallbacks = session.send, client.get_object, [], []
+    real_send, real_call, sent, fallbacks = session.send, getattr(client, method), [], []
 
     def failing(request):
         sent.append(request.url)
         if failure == "dropped":
             raise ConnectionClosedError(endpoint_url=request.url)
         answer = real_send(request)
-        answer.raw.read()
+        assert answer.content is not None  # the store's reply read, so its connection goes back to the pool
         answer.status_code = 503
         return answer
 
-    def botocores_get(**params):
+    def botocores(**params):
         fallbacks.append(params)
         monkeypatch.setattr(session, "send", real_send)  # botocore's own attempt reaches the store
-        return real_get(**params)
+        return real_call(**params)
 
     monkeypatch.setattr(session, "send", failing)
-    monkeypatch.setattr(client, "get_object", botocores_get)
+    monkeypatch.setattr(client, method, botocores)
+    return sent, fallbacks
+
+
+@pytest.mark.parametrize("failure", ["dropped", "503"])
+def test_a_failed_media_get_is_handed_to_get_object_and_its_retries(image, failure, monkeypatch):
+    """The media GET without botocore's pipeline has no retries of its own: a failure botocore would retry (a
+    connection the store dropped, a 5xx) goes to the client's ``get_object``, so the image is served, or fails,
+    exactly as before; a 4xx is final and raised at once."""
+    from botocore.exceptions import ClientError
+
+    from label_studio_cortx.connection.client import stream_object
+
+    bucket, storage, _ = image
+    client = _storage_client(storage)
+    sent, fallbacks = _first_send_fails(monkeypatch, client, failure, "get_object")
     streamed = stream_object(client, bucket, "img/a cat.png", {"Range": "bytes=0-9"})
     assert (streamed.status, streamed.body.read()) == (206, BODY[:10])
     assert len(sent) == 1 and fallbacks == [{"Bucket": bucket, "Key": "img/a cat.png", "Range": "bytes=0-9"}]
@@ -371,30 +380,11 @@ def test_a_virtual_host_client_streams_through_get_object(image, cortx_s3, monke
 def test_a_failed_export_put_is_handed_to_put_object_and_its_retries(image, cortx_s3, failure, monkeypatch):
     """The export's PUT without botocore's pipeline has no retries of its own: any failure goes to the client's
     ``put_object`` (botocore's retry policy, its errors), so an export fails or succeeds exactly as before."""
-    from botocore.exceptions import ConnectionClosedError
-
     from label_studio_cortx.connection.client import put_bytes
 
     bucket, storage, _ = image
     client = _storage_client(storage)
-    session = client._endpoint.http_session
-    real_send, real_put, sent, fallbacks = session.send, client.put_object, [], []
-
-    def failing(request):
-        sent.append(request.url)
-        if failure == "dropped":
-            raise ConnectionClosedError(endpoint_url=request.url)
-        answer = real_send(request)
-        answer.status_code = 503
-        return answer
-
-    monkeypatch.setattr(session, "send", failing)
-    monkeypatch.setattr(client, "put_object", lambda **params: fallbacks.append(params) or real_send_put(params))
-
-    def real_send_put(params):
-        monkeypatch.setattr(session, "send", real_send)  # botocore's own attempt reaches the store
-        return real_put(**params)
-
+    sent, fallbacks = _first_send_fails(monkeypatch, client, failure, "put_object")
     put_bytes(client, bucket, "out/1.json", b'{"id": 1}', "application/json")
     assert len(sent) == 1 and [params["Key"] for params in fallbacks] == ["out/1.json"]
     assert cortx_s3.client().get_object(Bucket=bucket, Key="out/1.json")["Body"].read() == b'{"id": 1}'
