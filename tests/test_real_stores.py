@@ -368,6 +368,14 @@ def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(ap
         served = media.serve(storage_row, f"s3://{bucket}/img/a.png", client=client)
         assert (served.status, b"".join(served.body)) == (200, body)
     assert pool.num_connections - opened <= 1
+    # A wrong secret is the store's refusal, final at once (botocore does not retry a 403), and a 424 for the browser.
+    refused = CortxImportStorage.objects.get(pk=storage["id"])
+    refused.aws_secret_access_key = "not-the-secret-key"
+    with pytest.raises(ClientError) as wrong:
+        stream_object(refused.get_client(), bucket, "img/a.png")
+    assert wrong.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    served = media.serve(refused, f"s3://{bucket}/img/a.png", client=refused.get_client())
+    assert served.status == 424 and b"Signature" not in b"".join(served.body)
 
 
 @pytest.mark.compat("single-range GET")

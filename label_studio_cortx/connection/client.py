@@ -10,6 +10,7 @@ its signer and connection pool.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import threading
@@ -205,8 +206,9 @@ def _signed(client, operation: str, method: str, bucket: str, key: str, **reques
 
 
 def _error(operation: str, status: int, head: bytes, headers: dict[str, str]) -> ClientError:
-    """The ``ClientError`` botocore would raise for an S3 error reply (only its code is read from the body)."""
-    code = _ERROR_CODE.search(head[:4096].decode("utf-8", "replace"))
+    """The ``ClientError`` botocore would raise for an S3 error reply; only its code is read from ``head`` (the
+    reply's first 4 KiB)."""
+    code = _ERROR_CODE.search(head.decode("utf-8", "replace"))
     error = {"Code": code.group(1) if code else str(status), "Message": ""}
     return ClientError(
         {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers}}, operation
@@ -221,33 +223,34 @@ def stream_object(client, bucket: str, key: str, headers: dict[str, str] | None 
     retries and raises what it raises, as before; any other reply (an S3 error, a redirect from something that is
     not the store) raises ``ClientError`` as ``get_object`` would.
     """
-    if _direct(client):
-        request = _signed(client, "GetObject", "GET", bucket, key, headers=dict(headers or {}), stream_output=True)
-        try:
-            response = client._endpoint.http_session.send(request.prepare())
-        except (HTTPClientError, BotoConnectionError):
-            response = None
-        if response is not None:
-            reply = {name.lower(): value for name, value in response.headers.items()}
-            raw = response.raw
-            if response.status_code in (200, 206):
-                length = reply.get("content-length")
-                return ObjectStream(
-                    response.status_code,
-                    reply,
-                    StreamingBody(raw, int(length) if length and length.isdigit() else None),
-                )
-            if response.status_code == 304:  # no body, whatever Content-Length says (the object's size, on some stores)
-                body = StreamingBody(raw, 0)
-                body.read()  # hands the connection back to the pool
-                return ObjectStream(304, reply, body)
-            try:
-                head = raw.read(4096, decode_content=False) or b""
-            finally:
-                raw.close()  # a fully read reply has gone back to the pool already; a longer one is not reused
-            if response.status_code < 500 and response.status_code != 429:
-                raise _error("GetObject", response.status_code, head, reply)
-    return _stream_with_client(client, bucket, key, headers or {})
+    headers = headers or {}
+    streamed = _direct_get(client, bucket, key, headers) if _direct(client) else None
+    return streamed or _stream_with_client(client, bucket, key, headers)
+
+
+def _direct_get(client, bucket: str, key: str, headers: dict[str, str]) -> ObjectStream | None:
+    """The reply of one GET over the client's pool; None for a failure botocore's retries should handle."""
+    request = _signed(client, "GetObject", "GET", bucket, key, headers=dict(headers), stream_output=True)
+    try:
+        response = client._endpoint.http_session.send(request.prepare())
+    except (HTTPClientError, BotoConnectionError):
+        return None
+    status, raw = response.status_code, response.raw
+    reply = {name.lower(): value for name, value in response.headers.items()}
+    if status in (200, 206):
+        length = reply.get("content-length")
+        return ObjectStream(status, reply, StreamingBody(raw, int(length) if length and length.isdigit() else None))
+    if status == 304:  # no body, whatever Content-Length says (the object's size, on some stores)
+        body = StreamingBody(raw, 0)
+        body.read()  # hands the connection back to the pool
+        return ObjectStream(304, reply, body)
+    try:
+        head = raw.read(4096, decode_content=False) or b""
+    finally:
+        raw.close()  # a fully read reply has gone back to the pool already; a longer one is not reused
+    if status >= 500 or status == 429:
+        return None
+    raise _error("GetObject", status, head, reply)
 
 
 def put_bytes(client, bucket: str, key: str, body: bytes, content_type: str) -> None:
@@ -279,14 +282,6 @@ def _stream_with_client(client, bucket: str, key: str, headers: dict[str, str]) 
         metadata = exc.response.get("ResponseMetadata", {})
         if metadata.get("HTTPStatusCode") != 304:
             raise
-        return ObjectStream(304, dict(metadata.get("HTTPHeaders") or {}), StreamingBody(_Empty(), 0))
+        return ObjectStream(304, dict(metadata.get("HTTPHeaders") or {}), StreamingBody(io.BytesIO(), 0))
     reply = dict(response["ResponseMetadata"].get("HTTPHeaders") or {})
     return ObjectStream(response["ResponseMetadata"]["HTTPStatusCode"], reply, response["Body"])
-
-
-class _Empty:
-    def read(self, *args, **kwargs) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
