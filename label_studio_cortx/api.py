@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import secrets
+from typing import Any
 from urllib.parse import unquote
 
 import yaml
@@ -39,7 +40,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from tasks.models import Task
 
-from . import background, conf, schedule
+from . import background, conf, media_storages, schedule
 from .connection.errors import StorageError
 from .models import CortxExportStorage, CortxImportStorage
 from .serializers import STORED, CortxExportStorageSerializer, CortxImportStorageSerializer
@@ -353,15 +354,16 @@ class CortxResolveMixin:
             return Response(status=403)
         uri = decoded_fileuri(fileuri)
         project = instance if isinstance(instance, Project) else instance.project
-        storage = cortx_storage_for(project, uri)
-        if storage is None:
+        found = cortx_storage_for(project, uri)
+        if found is None:
             return super().resolve(request, fileuri, instance)
+        storage, client = found
         if storage.presign:
             return self.redirect_to_presign_url(uri, instance, type(instance).__name__)
-        return served(request, storage, uri)
+        return served(request, storage, uri, client)
 
 
-def served(request, storage, uri: str) -> HttpResponse | StreamingHttpResponse:
+def served(request, storage, uri: str, client=None) -> HttpResponse | StreamingHttpResponse:
     """The object at ``uri`` as the browser gets it (``source.media.serve``), for a request Django authenticated."""
     answer = media.serve(
         storage,
@@ -369,6 +371,7 @@ def served(request, storage, uri: str) -> HttpResponse | StreamingHttpResponse:
         range_header=request.headers.get("Range"),
         if_none_match=request.headers.get("If-None-Match"),
         head=request.method == "HEAD",
+        client=client,
     )
     if answer.status in (200, 206) and request.method != "HEAD":
         response = StreamingHttpResponse(answer.body, status=answer.status)
@@ -398,12 +401,12 @@ def decoded_fileuri(fileuri: str) -> str:
         return unquote(fileuri)
 
 
-def cortx_storage_for(project, uri: str) -> CortxImportStorage | None:
-    """The first CORTX source storage of the project (by id, as Label Studio orders them) that resolves ``uri``."""
-    for storage in CortxImportStorage.objects.filter(project=project).order_by("pk"):
+def cortx_storage_for(project, uri: str) -> tuple[CortxImportStorage, Any] | None:
+    """(storage, client) of the first CORTX source storage of the project (by id, as Label Studio orders them) that
+    resolves ``uri``; rows and clients as ``media_storages`` keeps them."""
+    for storage, client in media_storages.rows.of_project(project.pk):
         if storage.can_resolve_url(uri):
-            storage.project = project  # the proxy's ETag check asks the project for the user's access
-            return storage
+            return storage, client
     return None
 
 

@@ -8,19 +8,29 @@ proxied request cost (docs/performance.md). A media link is served in two ways:
   the link was made for (Django's ``get_user`` decides: a valid session, an active user, the password unchanged;
   the session younger than MAX_SESSION_AGE, as Label Studio's inactivity middleware requires) and not a revoked
   member of the project's organization (Label Studio Community's access rule) is served from the link's storage,
-  with two indexed queries (the user, the membership; the storage row and its client are kept for two seconds);
+  with two indexed queries (the user, the membership; the storage row and its client are ``media_storages``');
 - **the full path**, the Django view ``api.MediaLinkView`` for everything else (an expired link, an API client's token,
   another user's session): Label Studio's authentication, then the same check as ``/tasks/<id>/resolve/`` (access to
   the task's project, a storage of that project that resolves the URI). A link is never a key by itself.
 
 Both answer with ``source.media.serve``.
+
+An API client's GET of ``/tasks/<id>/resolve/`` or ``/projects/<id>/resolve/`` (an ``Authorization`` or
+``X-Api-Key`` header: a script, an SDK, a training job) is dispatched here too (``_by_token``): to the plugin's
+resolve view itself (``api.CortxTaskResolveStorageUri``: Label Studio's authentication and permission classes and
+its task check, then the CORTX storage or Label Studio's own resolver), behind only those of Label Studio's
+middleware that act on such a request - CORS, Django's security headers, ``X-Api-Key``, the JWT access token, the
+CSP headers - instead of all twenty. The others are for browser sessions (session, CSRF, messages, session
+timeouts), for writes (last activity), or telemetry. A 401 or 403 goes to Django after all, so every refusal is
+decided by Label Studio's whole stack. Both fast paths are off as soon as ``settings.MIDDLEWARE`` holds anything
+not reviewed here (an admin's own IP allowlist or audit log then sees every request).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import threading
+import re
 import time
 from collections.abc import Callable, Iterable
 from importlib import import_module
@@ -29,13 +39,15 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.core import signals
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.db import close_old_connections, connection
 from django.http.cookie import parse_cookie
+from django.urls import set_script_prefix
+from django.utils.module_loading import import_string
 from organizations.models import OrganizationMember
 
-from . import conf
-from .connection.errors import StorageError
-from .models import CortxImportStorage
+from . import conf, media_storages
 from .source import media, media_links
 
 logger = logging.getLogger(__name__)
@@ -61,7 +73,7 @@ def _fast_storage(environ: dict) -> tuple[tuple[Any, Any], media_links.MediaLink
     """((storage, client), link) of a request the fast path may serve, else None (the full path decides)."""
     if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") or environ.get("HTTP_AUTHORIZATION"):
         return None
-    if not conf.media_links():  # links made before the admin turned them off take the full path
+    if not conf.media_links() or not _middleware_reviewed():  # links made before links were turned off: full path
         return None
     token = _token(environ.get("PATH_INFO", ""))
     link = media_links.unsign(token) if token else None
@@ -77,7 +89,7 @@ def _fast_storage(environ: dict) -> tuple[tuple[Any, Any], media_links.MediaLink
         return None
     if _revoked(user.pk, link.organization_id):
         return None
-    found = _storages.get(link.storage_id)
+    found = media_storages.rows.get(link.storage_id)
     if found is None or found[0].presign or not found[0].can_resolve_url(link.uri):
         return None
     return found, link
@@ -102,47 +114,131 @@ def _revoked_sql(vendor: str) -> str:
     )
 
 
-class _StorageRows:
-    """Storage rows and their clients for the fast path, each read again after ``seconds``: a project's images
-    all come from one storage row, and reading its wide row (secrets, CA bundle) was a sixth of a served image;
-    its client is found once per row too (keys decrypted, configuration built). A change to the storage (a
-    deleted storage, new keys, presign turned on) reaches the fast path within ``seconds``. The client is None
-    when it cannot be built (``media.serve`` then says so)."""
+# Label Studio 1.23's middleware (core.settings.base and .label_studio, with INACTIVITY_SESSION_TIMEOUT_ENABLED), each
+# read for what it does to a GET: a fast path skips the ones not in _TOKEN_MIDDLEWARE.
+_REVIEWED_MIDDLEWARE = frozenset(
+    {
+        "corsheaders.middleware.CorsMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.locale.LocaleMiddleware",
+        "core.middleware.DisableCSRF",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "core.middleware.XApiKeySupportMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "core.middleware.CommonMiddlewareAppendSlashWithoutRedirect",
+        "django_user_agents.middleware.UserAgentMiddleware",
+        "core.middleware.SetSessionUIDMiddleware",
+        "core.middleware.ContextLogMiddleware",
+        "core.middleware.DatabaseIsLockedRetryMiddleware",
+        "core.current_request.ThreadLocalMiddleware",
+        "jwt_auth.middleware.JWTAuthenticationMiddleware",
+        "core.middleware.HumanSignalCspMiddleware",
+        "organizations.middleware.DummyGetSessionMiddleware",
+        "core.middleware.UpdateLastActivityMiddleware",
+        "core.middleware.InactivitySessionTimeoutMiddleWare",
+    }
+)
+# What acts on an API client's GET: response headers (CORS, security, CSP) and the two ways in for a token.
+_TOKEN_MIDDLEWARE = frozenset(
+    {
+        "corsheaders.middleware.CorsMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "core.middleware.XApiKeySupportMiddleware",
+        "jwt_auth.middleware.JWTAuthenticationMiddleware",
+        "core.middleware.HumanSignalCspMiddleware",
+    }
+)
+_RESOLVE = re.compile(r"/(tasks|projects)/([0-9]{1,18})/(?:resolve|presign)/\Z")  # root_urls' resolve routes
 
-    def __init__(self, seconds: float = 2.0, size: int = 256):
-        self.seconds, self.size = seconds, size
-        self._rows: dict[int, tuple[float, tuple[Any, Any] | None]] = {}
-        self._lock = threading.Lock()
 
-    def get(self, storage_id: int) -> tuple[Any, Any] | None:
-        """(storage, its client) or None when there is no such storage."""
-        now = time.monotonic()
-        with self._lock:
-            found = self._rows.get(storage_id)
-        if found is not None and now - found[0] < self.seconds:
-            return found[1]
-        storage = CortxImportStorage.objects.filter(pk=storage_id).first()
-        entry = None
-        if storage is not None:
-            try:
-                entry = (storage, storage.get_client())
-            except StorageError:
-                entry = (storage, None)
-        with self._lock:
-            if len(self._rows) >= self.size:
-                self._rows.clear()
-            self._rows[storage_id] = (now, entry)
-        return entry
+def _middleware_reviewed() -> bool:
+    return _middleware_known(tuple(settings.MIDDLEWARE))
 
 
-_storages = _StorageRows()
+@functools.cache
+def _middleware_known(middleware: tuple[str, ...]) -> bool:
+    unknown = set(middleware) - _REVIEWED_MIDDLEWARE
+    if unknown:
+        logger.info("media fast paths off: settings.MIDDLEWARE has %s", ", ".join(sorted(unknown)))
+    return not unknown
+
+
+@functools.cache
+def _token_handlers(middleware: tuple[str, ...]) -> dict[str, Callable]:
+    """The resolve views behind the token middleware, in settings.MIDDLEWARE's order, per route."""
+    from . import api  # the views bring Label Studio's API modules: imported once the first token request comes
+
+    handlers = {}
+    for route, view, kwarg in (
+        ("tasks", api.CortxTaskResolveStorageUri, "task_id"),
+        ("projects", api.CortxProjectResolveStorageUri, "project_id"),
+    ):
+        handler = _dispatch(view.as_view(), kwarg)
+        for path in reversed([name for name in middleware if name in _TOKEN_MIDDLEWARE]):
+            handler = import_string(path)(handler)
+        handlers[route] = handler
+    return handlers
+
+
+def _dispatch(view: Callable, kwarg: str) -> Callable:
+    def dispatch(request):
+        response = view(request, **{kwarg: int(_RESOLVE.match(request.path_info).group(2))})
+        if callable(getattr(response, "render", None)):  # a DRF Response, rendered where Django's handler would
+            response = response.render()
+        return response
+
+    return dispatch
+
+
+def _token_request(environ: dict) -> str | None:
+    """The resolve route ("tasks" or "projects") of an API client's GET the token path may serve, else None."""
+    # A cookie may come along (Label Studio gives every reply a session cookie, and an SDK's client keeps it): if the
+    # token fails and the cookie is a browser session, the 401 goes to Django's session authentication.
+    if environ.get("REQUEST_METHOD") != "GET":
+        return None
+    if not (environ.get("HTTP_AUTHORIZATION") or environ.get("HTTP_X_API_KEY")):
+        return None
+    match = _RESOLVE.match(environ.get("PATH_INFO", ""))
+    if match is None or not _middleware_reviewed():
+        return None
+    return match.group(1)
+
+
+def _by_token(route: str, environ: dict, start_response: Callable, application: WsgiApp) -> Iterable[bytes]:
+    """What Django's WSGIHandler does around a request (script prefix, request_started, the response's close sending
+    request_finished), with the token handlers instead of the whole middleware stack. A refusal (401, 403) or a
+    fault goes to ``application``, which answers it with all of Label Studio's middleware."""
+    set_script_prefix(get_script_name(environ))
+    signals.request_started.send(sender=WSGIHandler, environ=environ)
+    response = None
+    try:
+        response = _token_handlers(tuple(settings.MIDDLEWARE))[route](WSGIRequest(environ))
+    except Exception:
+        logger.exception("resolve by token: fast path failed")
+    if response is None or response.status_code in (401, 403):
+        if response is None:
+            signals.request_finished.send(sender=WSGIHandler)
+        else:
+            response._handler_class = WSGIHandler
+            response.close()  # request_finished: the request's connections and Label Studio's context released
+        return application(environ, start_response)
+    response._handler_class = WSGIHandler
+    headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
+    start_response(f"{response.status_code} {response.reason_phrase}", headers)
+    return response
 
 
 def wrap(application: WsgiApp) -> WsgiApp:
-    """``application`` with media links served in front of it (see the module's docstring)."""
+    """``application`` with media links, and API clients' resolve requests, served in front of it (see the module's
+    docstring)."""
 
     def media_first(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if not environ.get("PATH_INFO", "").startswith(PREFIX):
+            route = _token_request(environ)
+            if route is not None:
+                return _by_token(route, environ, start_response, application)
             return application(environ, start_response)
         close_old_connections()  # what Django's request_started does: CONN_MAX_AGE and health checks apply
         answer = None

@@ -23,11 +23,15 @@ IMAGE_CONFIG = """
 
 @pytest.fixture(autouse=True)
 def _fresh_clients():
+    # Rows and clients kept between requests: a rolled-back test's storage id is the next test's too (SQLite).
+    from label_studio_cortx import media_storages
     from label_studio_cortx.connection import client
 
     client.clear_cache()
+    media_storages.rows.forget()
     yield
     client.clear_cache()
+    media_storages.rows.forget()
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django.test import Client, override_settings
 
-from label_studio_cortx import conf, media_gateway
+from label_studio_cortx import conf, media_gateway, media_storages
 from label_studio_cortx.source import media_links
 from tests.storage_helpers import new_bucket, put
 from tests.test_api import _resolve_url, create_source, create_target, sync, task_url, trust  # noqa: F401 - trust is a fixture
@@ -27,7 +28,9 @@ FELL_THROUGH = 599
 def _no_connection_closing(monkeypatch):
     # As Django's test client does for request_started/finished: the test's transaction keeps the connection.
     monkeypatch.setattr(media_gateway, "close_old_connections", lambda: None)
-    monkeypatch.setattr(media_gateway, "_storages", media_gateway._StorageRows(seconds=0))  # every row read again
+    # The token path sends request_started/finished as Django's handler does: their close_old_connections too.
+    monkeypatch.setattr(connection, "close_if_unusable_or_obsolete", lambda: None)
+    monkeypatch.setattr(media_storages, "rows", media_storages.StorageRows(seconds=0))  # every row read again
 
 
 def browser(user) -> Client:
@@ -59,10 +62,11 @@ class Fallthrough:
 
 
 def call(app, path: str, cookie: str | None = None, method: str = "GET", **headers: str):
+    path, _, query = path.partition("?")
     environ = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
-        "QUERY_STRING": "",
+        "QUERY_STRING": query,
         "SERVER_NAME": "testserver",
         "SERVER_PORT": "80",
         "wsgi.url_scheme": "http",
@@ -77,7 +81,12 @@ def call(app, path: str, cookie: str | None = None, method: str = "GET", **heade
     def start_response(status, response_headers, exc_info=None):
         answer["status"], answer["headers"] = int(status.split()[0]), dict(response_headers)
 
-    body = b"".join(app(environ, start_response))
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):  # as a WSGI server does: Django's response sends request_finished
+            result.close()
     return answer["status"], answer["headers"], body
 
 
@@ -276,7 +285,7 @@ def test_ranges_are_single_and_bounded(header, expected):
 def test_a_deleted_storage_stops_serving_once_its_row_is_read_again(api, user, image, monkeypatch):
     """The fast path keeps a storage row for a moment (a project's images share it); a deletion reaches it then."""
     _, storage, task = image
-    monkeypatch.setattr(media_gateway, "_storages", media_gateway._StorageRows(seconds=0.5))
+    monkeypatch.setattr(media_storages, "rows", media_storages.StorageRows(seconds=0.5))
     client = browser(user)
     path, cookie, app = link_path(client, task), session_cookie(client), media_gateway.wrap(Fallthrough())
     assert call(app, path, cookie)[0] == 200
@@ -461,3 +470,150 @@ def test_a_reply_that_is_not_an_object_is_a_424(status):
         assert "Location" not in dict(served.headers)
     finally:
         server.shutdown()
+
+
+# --- API clients on /tasks/<id>/resolve/ ------------------------------------------------------------------------
+@pytest.fixture
+def tokens(user):
+    """The user's legacy API token (enabled for the organization, as Label Studio does for LABEL_STUDIO_USER_TOKEN)
+    and a JWT access token (what the SDK sends after exchanging a personal access token)."""
+    from jwt_auth.models import LSAPIToken
+    from rest_framework.authtoken.models import Token
+
+    jwt = user.active_organization.jwt
+    jwt.legacy_api_tokens_enabled = True
+    jwt.save()
+    return Token.objects.get_or_create(user=user)[0].key, str(LSAPIToken.for_user(user).access_token)
+
+
+def test_an_api_client_on_resolve_is_served_without_the_whole_middleware_stack(user, image, tokens):
+    """A token, a JWT access token and X-Api-Key, on the task and the project route: Label Studio's authentication
+    and the resolve view answer without Django's other middleware (the wrapped application is never called), with
+    Range, the 304 and the headers of the full path; Label Studio's request context is cleared afterwards."""
+    from core.current_request import CurrentContext
+
+    _, _, task = image
+    legacy, access = tokens
+    url, inner = _resolve_url(task, task_url(task)), Fallthrough()
+    app = media_gateway.wrap(inner)
+    project_url = f"/projects/{task.project_id}/resolve/?{url.partition('?')[2]}"
+    for path, headers in (
+        (url, {"authorization": f"Token {legacy}"}),
+        (url, {"authorization": f"Bearer {access}"}),
+        (url, {"x_api_key": legacy}),
+        (project_url, {"authorization": f"Token {legacy}"}),
+        (url.replace("/resolve/", "/presign/"), {"authorization": f"Bearer {access}"}),  # Label Studio's old name
+        (url, {"authorization": f"Token {legacy}", "cookie": "sessionid=from-an-earlier-reply"}),  # an SDK's jar
+    ):
+        status, answer, body = call(app, path, **headers)
+        assert (status, body) == (200, BODY), (path, headers)
+        assert answer["Content-Security-Policy"] == "sandbox" and answer["X-Content-Type-Options"] == "nosniff"
+        assert answer["Referrer-Policy"] == "same-origin"  # Django's SecurityMiddleware is on this path
+        assert CurrentContext.get_user() is None
+    status, answer, body = call(app, url, range="bytes=0-9", authorization=f"Token {legacy}")
+    assert (status, body, answer["Content-Range"]) == (206, BODY[:10], f"bytes 0-9/{len(BODY)}")
+    status, _, body = call(app, url, if_none_match=answer["ETag"], authorization=f"Bearer {access}")
+    assert (status, body) == (304, b"")
+    assert inner.calls == 0
+
+
+def test_an_api_client_refused_on_the_token_path_gets_label_studios_own_answer(user, image, tokens, settings):
+    """Every 401 and 403 goes to Django after all, so Label Studio's whole stack answers it: a wrong token, a JWT
+    that does not verify, a revoked member's token, legacy tokens switched off for the organization, a deactivated
+    user. A session cookie with a token that fails is the full path's to decide (Label Studio's session
+    authentication). HEAD and writes are not served here."""
+    from django.utils import timezone
+    from users.models import User
+
+    _, _, task = image
+    legacy, access = tokens
+    url, inner = _resolve_url(task, task_url(task)), Fallthrough()
+    app = media_gateway.wrap(inner)
+
+    def full_path(**headers):
+        extra = {f"HTTP_{name.upper()}": value for name, value in headers.items()}
+        return Client().get(url, **extra).status_code
+
+    for headers in (
+        {"authorization": "Token not-a-token"},
+        {"authorization": f"Bearer {access[:-4]}AAAA"},
+        {"authorization": "Basic b3duZXI6c2VjcmV0"},
+        {"x_api_key": "nope"},
+    ):
+        calls = inner.calls
+        assert call(app, url, **headers)[0] == FELL_THROUGH and inner.calls == calls + 1
+        assert full_path(**headers) == 401
+
+    # A browser session with a failing token: Label Studio's session authentication serves it on the full path.
+    session = browser(user)
+    assert call(app, url, session_cookie(session), authorization="Bearer nope")[0] == FELL_THROUGH
+    served = session.get(url, HTTP_AUTHORIZATION="Bearer nope")
+    assert served.status_code == 200 and b"".join(served.streaming_content) == BODY
+
+    other = User.objects.create_user(email="other@example.com", password="other-pass-123", username="o")
+    organization = user.active_organization
+    organization.add_user(other)
+    other.active_organization = organization
+    other.save()
+    from rest_framework.authtoken.models import Token
+
+    other_token = Token.objects.get_or_create(user=other)[0].key
+    assert call(app, url, authorization=f"Token {other_token}")[0] == 200  # a member of the organization
+    organization.members.filter(user=other).update(deleted_at=timezone.now())
+    assert call(app, url, authorization=f"Token {other_token}")[0] == FELL_THROUGH
+    assert full_path(authorization=f"Token {other_token}") == 403
+
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert call(app, url, authorization=f"Token {legacy}")[0] == FELL_THROUGH
+    assert full_path(authorization=f"Token {legacy}") == 401
+    User.objects.filter(pk=user.pk).update(is_active=True)
+
+    organization.jwt.legacy_api_tokens_enabled = False
+    organization.jwt.save()
+    assert call(app, url, authorization=f"Token {legacy}")[0] == FELL_THROUGH
+    assert full_path(authorization=f"Token {legacy}") == 401
+    assert call(app, url, authorization=f"Bearer {access}")[0] == 200  # JWT access tokens stay on
+
+    calls = inner.calls
+    assert call(app, url, method="HEAD", authorization=f"Bearer {access}")[0] == FELL_THROUGH
+    assert call(app, url, method="POST", authorization=f"Bearer {access}")[0] == FELL_THROUGH
+    assert call(app, url)[0] == FELL_THROUGH  # no credentials at all
+    assert inner.calls == calls + 3
+
+
+def test_both_fast_paths_are_off_when_an_admin_adds_middleware(user, image, tokens, settings):
+    """An admin's own middleware (an IP allowlist, an audit log) must see every media request: with anything in
+    MIDDLEWARE the fast paths were not reviewed against, links and tokens both go through Django."""
+    _, _, task = image
+    legacy, _ = tokens
+    client = browser(user)
+    path, cookie, url = link_path(client, task), session_cookie(client), _resolve_url(task, task_url(task))
+    app = media_gateway.wrap(Fallthrough())
+    assert call(app, path, cookie)[0] == 200 and call(app, url, authorization=f"Token {legacy}")[0] == 200
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "audit.middleware.AuditLog"]
+    assert call(app, path, cookie)[0] == FELL_THROUGH
+    assert call(app, url, authorization=f"Token {legacy}")[0] == FELL_THROUGH
+
+
+def test_resolve_keeps_storage_rows_until_a_change_or_their_seconds(api, user, image, tokens, monkeypatch):
+    """``/resolve/`` keeps a project's storage rows and clients (``media_storages``): a change saved in this process
+    is seen by the next request, one made by another process (here a queryset update, which sends no signal) once
+    the rows are read again."""
+    from label_studio_cortx.models import CortxImportStorage
+
+    monkeypatch.setattr(media_storages, "rows", media_storages.StorageRows(seconds=0.5))
+    _, storage, task = image
+    legacy, _ = tokens
+    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
+    assert call(app, url, authorization=f"Token {legacy}")[0] == 200
+    CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=True)
+    assert call(app, url, authorization=f"Token {legacy}")[0] == 200
+    time.sleep(0.6)
+    status, headers, _ = call(app, url, authorization=f"Token {legacy}")
+    assert status in (302, 303) and "X-Amz-Signature=" in headers["Location"]  # Label Studio's presign redirect
+    assert api.patch(f"/api/storages/cortx/{storage['id']}", {"presign": False}, format="json").status_code == 200
+    assert call(app, url, authorization=f"Token {legacy}")[::2] == (200, BODY)
+    assert api.delete(f"/api/storages/cortx/{storage['id']}").status_code == 204
+    status, _, body = call(app, url, authorization=f"Token {legacy}")  # no storage resolves it: Label Studio's answer
+    full = Client().get(url, HTTP_AUTHORIZATION=f"Token {legacy}")
+    assert (status, body) == (404, full.content) and full.status_code == 404

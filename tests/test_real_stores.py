@@ -381,11 +381,11 @@ def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(ap
 @pytest.mark.compat("single-range GET")
 def test_a_media_link_streams_range_and_304_before_the_middleware(api, project, s3, store, user, monkeypatch):
     """What a logged-in browser's labeling UI loads (README "Media links"), served by the WSGI fast path."""
-    from label_studio_cortx import media_gateway
+    from label_studio_cortx import media_gateway, media_storages
     from tests.test_media_links import Fallthrough, browser, call, link_path, session_cookie
 
     monkeypatch.setattr(media_gateway, "close_old_connections", lambda: None)  # the test's transaction stays open
-    monkeypatch.setattr(media_gateway, "_storages", media_gateway._StorageRows(seconds=0))
+    monkeypatch.setattr(media_storages, "rows", media_storages.StorageRows(seconds=0))
     body = b"\x89PNG " + bytes(range(256)) * 64
     bucket, _, task = _synced_image(api, project, s3, body)
     client = browser(user)
