@@ -29,39 +29,43 @@ class StorageRows:
         self._by_id: dict[int, tuple[float, Entry | None]] = {}
         self._by_project: dict[int, tuple[float, list[Entry]]] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by forget: a row read before a change is not kept after it
 
     def get(self, storage_id: int) -> Entry | None:
         """(storage, client) of a CORTX source storage, or None when there is no such storage."""
         now = time.monotonic()
         with self._lock:
-            found = self._by_id.get(storage_id)
+            found, generation = self._by_id.get(storage_id), self._generation
         if found is not None and now - found[0] < self.seconds:
             return found[1]
         storage = CortxImportStorage.objects.filter(pk=storage_id).first()
         entry = _entry(storage) if storage is not None else None
-        self._keep(self._by_id, storage_id, (now, entry))
+        self._keep(self._by_id, storage_id, (now, entry), generation)
         return entry
 
     def of_project(self, project_id: int) -> list[Entry]:
         """(storage, client) of each CORTX source storage of a project, by id (Label Studio's order)."""
         now = time.monotonic()
         with self._lock:
-            found = self._by_project.get(project_id)
+            found, generation = self._by_project.get(project_id), self._generation
         if found is not None and now - found[0] < self.seconds:
             return found[1]
         entries = [
             _entry(storage) for storage in CortxImportStorage.objects.filter(project_id=project_id).order_by("pk")
         ]
-        self._keep(self._by_project, project_id, (now, entries))
+        self._keep(self._by_project, project_id, (now, entries), generation)
         return entries
 
     def forget(self) -> None:
         with self._lock:
+            self._generation += 1
             self._by_id.clear()
             self._by_project.clear()
 
-    def _keep(self, table: dict, key: int, value: tuple) -> None:
+    def _keep(self, table: dict, key: int, value: tuple, generation: int) -> None:
         with self._lock:
+            if generation != self._generation:
+                return
             if len(table) >= self.size:
                 table.clear()
             table[key] = value

@@ -617,3 +617,22 @@ def test_resolve_keeps_storage_rows_until_a_change_or_their_seconds(api, user, i
     status, _, body = call(app, url, authorization=f"Token {legacy}")  # no storage resolves it: Label Studio's answer
     full = Client().get(url, HTTP_AUTHORIZATION=f"Token {legacy}")
     assert (status, body) == (404, full.content) and full.status_code == 404
+
+
+def test_a_row_read_before_a_change_is_not_kept_after_it(image, monkeypatch):
+    """A request that read a storage's row just before a save or delete (``forget``) must not keep the old row for
+    the next two seconds: the next request reads it again."""
+    _, storage, task = image
+    rows, real, reads = media_storages.StorageRows(seconds=60), media_storages._entry, []
+
+    def entry(row):
+        reads.append(row.pk)
+        if len(reads) == 1:
+            rows.forget()  # the storage is saved while this first request reads it
+        return real(row)
+
+    monkeypatch.setattr(media_storages, "_entry", entry)
+    for read in (rows.get, lambda _: rows.of_project(task.project_id)):
+        reads.clear()
+        assert read(storage["id"]) and read(storage["id"]) and read(storage["id"])
+        assert reads == [storage["id"], storage["id"]]  # read again once after the change, then kept
