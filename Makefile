@@ -37,7 +37,7 @@ bench-smoke:
 	$(BIN)/python benchmarks/bench_sync.py --quick --server moto --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 200000 --json-list-mb 100 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server seaweedfs --db postgresql --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 0 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server rgw --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 0 --no-doc
-	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 1,4
+	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 1,4 --web runserver,gunicorn,uwsgi
 
 # Label Studio with the plugin against your own store (see README "Use your own CORTX endpoint").
 run: $(BIN)/activate

@@ -50,6 +50,11 @@ PATHS = {
     "s3": "Label Studio S3, /resolve/ (API token)",
 }
 PLAIN_FLOOR = "bare GET (signed, plain HTTP client)"
+WEB_NAMES = {
+    "runserver": "Django runserver",
+    "gunicorn": "gunicorn, {workers} workers x 4 threads",
+    "uwsgi": "uwsgi (HTTP router), {workers} processes x 4 threads",
+}
 CONFIG = (
     '<View><Image name="image" value="$image"/><Choices name="c" toName="image"><Choice value="a"/></Choices></View>'
 )
@@ -296,14 +301,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="KiB per image (default: 512)")
     parser.add_argument("--seconds", type=float, default=20.0, help="per measurement (default: 20)")
     parser.add_argument("--clients", default="1,8")
-    parser.add_argument("--gunicorn-workers", type=int, default=4)
-    parser.add_argument("--web", choices=["both", "runserver", "gunicorn"], default="both")
+    parser.add_argument("--gunicorn-workers", type=int, default=4, help="gunicorn workers, uwsgi processes")
+    parser.add_argument(
+        "--web",
+        default="both",
+        help="web servers, comma-separated: runserver, gunicorn, uwsgi (Label Studio's Docker image's server; needs "
+        "the [bench] extra); both (the default): runserver,gunicorn",
+    )
     parser.add_argument("--quick", action="store_true", help="16 images, 5 s per measurement, prints only")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.seconds, args.no_doc = 16, 5.0, True
     clients = [int(c) for c in args.clients.split(",")]
+    webs = ["runserver", "gunicorn"] if args.web == "both" else args.web.split(",")
+    if not webs or set(webs) - set(WEB_NAMES):
+        parser.error(f"--web: one or more of {', '.join(WEB_NAMES)} (or both)")
     size = args.size * 1024
     work = Path(tempfile.mkdtemp(prefix="bench-media-"))
     load_start = load_average()
@@ -319,14 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         common = {"data_dir": work / "ls", "token": TOKEN, "password": PASSWORD, "trusted_endpoints": [endpoint.url]}
         quiet = {"DEBUG": "false", "LOG_LEVEL": "WARNING"}
         start_label_studio(**common, extra_env=quiet).stop()  # migrations and the user, once
-        webs = [("runserver", 0), ("gunicorn", args.gunicorn_workers)]
-        for web, workers in [w for w in webs if args.web in ("both", w[0])]:
-            web_name = "Django runserver" if not workers else f"gunicorn, {workers} workers x 4 threads"
+        for web in webs:
+            workers = {"gunicorn_workers": args.gunicorn_workers} if web == "gunicorn" else {}
+            workers = {"uwsgi_workers": args.gunicorn_workers} if web == "uwsgi" else workers
+            web_name = WEB_NAMES[web].format(workers=args.gunicorn_workers)
             for kind in ("cortx", "s3"):
                 # Label Studio's S3 storage refuses loopback endpoints while SSRF protection is on; the CORTX
                 # storage keeps it on and trusts CORTX_TRUSTED_ENDPOINTS instead.
                 env = quiet if kind == "cortx" else {**quiet, "SSRF_PROTECTION_ENABLED": "false"}
-                with start_label_studio(**common, extra_env=env, gunicorn_workers=workers) as server:
+                with start_label_studio(**common, extra_env=env, **workers) as server:
                     project_id, urls = storage_urls(server, endpoint, kind)
                     paths = [(PATHS[kind], proxy_fetch(server, urls, size))]
                     if kind == "cortx":
@@ -341,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint.stop()
     floor = mean_floor(first_floor, last_floor)
     bare, plain = floor["bare"], floor["plain"]
-    gunicorn_name = f"gunicorn, {args.gunicorn_workers} workers x 4 threads"
+    gunicorn_name = WEB_NAMES["gunicorn"].format(workers=args.gunicorn_workers)
     rows += [row("-", "bare GET (boto3)", n, bare[n], bare[n], plain[n]) for n in clients]
     rows += [row("-", PLAIN_FLOOR, n, plain[n], bare[n], plain[n]) for n in clients]
     rows += [row(gunicorn_name, PATHS["bare"], n, proxy[n], bare[n], plain[n]) for n in clients]

@@ -36,8 +36,10 @@ DEFAULT_USERNAME = "admin@example.com"
 STARTUP_TIMEOUT = 300.0
 
 # Django's runserver announces the address it really bound; Label Studio moves to the next port when the asked
-# one is busy, so this line (not the asked port) says where the server is. gunicorn says it its own way.
-_STARTED = re.compile(r"(?:Starting development server at|Listening at:) (https?)://([^:/\s]+):(\d+)")
+# one is busy, so this line (not the asked port) says where the server is. gunicorn and uwsgi say it their own way.
+_STARTED = re.compile(
+    r"(?:(?:Starting development server at|Listening at:) https?://|uWSGI http bound on )([^:/\s]+):(\d+)"
+)
 
 
 class LabelStudioStartError(RuntimeError):
@@ -285,12 +287,15 @@ def start_label_studio(
     timeout: float = STARTUP_TIMEOUT,
     progress: Callable[[float, str], None] | None = None,
     gunicorn_workers: int = 0,
+    uwsgi_workers: int = 0,
 ) -> LabelStudioServer:
     """Start ``label-studio-cortx start`` and wait until it serves ``/health/``.
 
     ``gunicorn_workers``: serve with gunicorn (``label_studio_cortx.wsgi``, that many worker processes, four
     threads each), the production server the README documents, instead of Django's development server; the
     data directory must have been set up by a ``label-studio-cortx start`` before (migrations, the user).
+    ``uwsgi_workers``: the same with uwsgi, the server of Label Studio's Docker image (its HTTP router in front of
+    that many processes, four threads each; the ``bench`` extra installs it).
 
     ``data_dir``: Label Studio's data directory (SQLite database, media); a temporary one, removed on stop, when
     not given. ``port``: the port to ask for (a free one when not given); Label Studio moves to the next free port
@@ -349,6 +354,20 @@ def start_label_studio(
             "--timeout",
             "120",
         ]
+    elif uwsgi_workers:
+        env["DJANGO_SETTINGS_MODULE"] = "label_studio_cortx.settings"
+        env.setdefault("CORTX_DB_CONN_MAX_AGE", "60")
+        uwsgi = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
+        if uwsgi is None:
+            raise LabelStudioStartError("uwsgi is not installed (pip install 'label-studio-cortx[bench]')")
+        # Label Studio's deploy/uwsgi.ini, less its logging and recycling: the HTTP router, a master, lazy apps.
+        command = [uwsgi, "--http", f"{host}:{asked_port}", "--module", "label_studio_cortx.wsgi:application"]
+        command += ["--virtualenv", sys.prefix, "--master", "--processes", str(uwsgi_workers), "--threads", "4"]
+        command += ["--enable-threads", "--single-interpreter", "--lazy-apps", "--thunder-lock", "--need-app"]
+        command += ["--die-on-term", "--disable-logging", "--buffer-size", "65535", "--post-buffering", "4096"]
+        # The image puts nginx in front, which keeps clients' connections open: the router keeps them here.
+        command += ["--http-keepalive"]
+        command += ["--harakiri", "120", "--ignore-sigpipe", "--ignore-write-errors", "--disable-write-exception"]
     with open(log_file, "ab") as log:
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting Label Studio on port {asked_port}\n".encode())
         log.flush()
@@ -424,7 +443,7 @@ def _wait_until_ready(
         if port is None:
             match = _STARTED.search(output)
             if match:
-                port = int(match.group(3))
+                port = int(match.group(2))
         if port is not None:
             conn = http.client.HTTPConnection(host, port, timeout=5)
             try:
