@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .connection.errors import StorageError
@@ -33,28 +34,17 @@ class StorageRows:
 
     def get(self, storage_id: int) -> Entry | None:
         """(storage, client) of a CORTX source storage, or None when there is no such storage."""
-        now = time.monotonic()
-        with self._lock:
-            found, generation = self._by_id.get(storage_id), self._generation
-        if found is not None and now - found[0] < self.seconds:
-            return found[1]
-        storage = CortxImportStorage.objects.filter(pk=storage_id).first()
-        entry = _entry(storage) if storage is not None else None
-        self._keep(self._by_id, storage_id, (now, entry), generation)
-        return entry
+
+        def read() -> Entry | None:
+            storage = CortxImportStorage.objects.filter(pk=storage_id).first()
+            return _entry(storage) if storage is not None else None
+
+        return self._cached(self._by_id, storage_id, read)
 
     def of_project(self, project_id: int) -> list[Entry]:
         """(storage, client) of each CORTX source storage of a project, by id (Label Studio's order)."""
-        now = time.monotonic()
-        with self._lock:
-            found, generation = self._by_project.get(project_id), self._generation
-        if found is not None and now - found[0] < self.seconds:
-            return found[1]
-        entries = [
-            _entry(storage) for storage in CortxImportStorage.objects.filter(project_id=project_id).order_by("pk")
-        ]
-        self._keep(self._by_project, project_id, (now, entries), generation)
-        return entries
+        storages = CortxImportStorage.objects.filter(project_id=project_id).order_by("pk")
+        return self._cached(self._by_project, project_id, lambda: [_entry(storage) for storage in storages])
 
     def forget(self) -> None:
         with self._lock:
@@ -62,13 +52,19 @@ class StorageRows:
             self._by_id.clear()
             self._by_project.clear()
 
-    def _keep(self, table: dict, key: int, value: tuple, generation: int) -> None:
+    def _cached(self, table: dict, key: int, read: Callable[[], Any]) -> Any:
+        now = time.monotonic()
         with self._lock:
-            if generation != self._generation:
-                return
-            if len(table) >= self.size:
-                table.clear()
-            table[key] = value
+            found, generation = table.get(key), self._generation
+        if found is not None and now - found[0] < self.seconds:
+            return found[1]
+        value = read()
+        with self._lock:
+            if generation == self._generation:  # not read across a forget: kept
+                if len(table) >= self.size:
+                    table.clear()
+                table[key] = (now, value)
+        return value
 
 
 def _entry(storage) -> Entry:

@@ -337,9 +337,10 @@ def start_label_studio(
         "--data-dir",
         str(data_path),
     ]
-    if gunicorn_workers:
+    if gunicorn_workers or uwsgi_workers:
         env["DJANGO_SETTINGS_MODULE"] = "label_studio_cortx.settings"
         env.setdefault("CORTX_DB_CONN_MAX_AGE", "60")  # as the README's production server
+    if gunicorn_workers:
         command = [
             sys.executable,
             "-m",
@@ -355,8 +356,6 @@ def start_label_studio(
             "120",
         ]
     elif uwsgi_workers:
-        env["DJANGO_SETTINGS_MODULE"] = "label_studio_cortx.settings"
-        env.setdefault("CORTX_DB_CONN_MAX_AGE", "60")
         uwsgi = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
         if uwsgi is None:
             raise LabelStudioStartError("uwsgi is not installed (pip install 'label-studio-cortx[bench]')")
