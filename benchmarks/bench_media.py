@@ -47,6 +47,7 @@ PATHS = {
     "bare": "bare WSGI proxy (boto3 GET, no Django)",
     "link": "CORTX, media link (browser session)",
     "cortx": "CORTX, /resolve/ (API token)",
+    "jwt": "CORTX, /resolve/ (JWT access token)",
     "s3": "Label Studio S3, /resolve/ (API token)",
 }
 PLAIN_FLOOR = "bare GET (signed, plain HTTP client)"
@@ -162,14 +163,14 @@ def plain_floor_fetch(endpoint, keys: list[str], expected: int):
     return fetch
 
 
-def proxy_fetch(server, urls: list[str], expected: int, cookies=None):
-    """Fetches through Label Studio: with the API token, or (``cookies``) as the logged-in browser they came from,
-    with the same HTTP client as ``plain_floor_fetch``."""
+def proxy_fetch(server, urls: list[str], expected: int, cookies=None, authorization: str = f"Token {TOKEN}"):
+    """Fetches through Label Studio: with ``authorization`` (the API token), or (``cookies``) as the logged-in
+    browser they came from, with the same HTTP client as ``plain_floor_fetch``."""
     import urllib3
 
     pool = urllib3.PoolManager(maxsize=32)
     if cookies is None:
-        headers = {"Authorization": f"Token {TOKEN}"}
+        headers = {"Authorization": authorization}
     else:
         headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
 
@@ -284,6 +285,19 @@ def storage_urls(server, endpoint, kind: str) -> tuple[int, list[str]]:
     return project["id"], urls
 
 
+def jwt_access_token(server, personal: dict[str, str]) -> str:
+    """What Label Studio's SDK sends: a JWT access token, exchanged for the user's personal access token (made once
+    in ``personal``: Label Studio allows one per user, and every server of a run shares the database)."""
+    api = server.api()
+    if "refresh" not in personal:
+        created = api.post("/api/token/", json={})
+        created.raise_for_status()
+        personal["refresh"] = created.json()["token"]
+    refreshed = api.post("/api/token/refresh/", json={"refresh": personal["refresh"]})
+    refreshed.raise_for_status()
+    return refreshed.json()["access"]
+
+
 def browser_links(server, project_id: int):
     """What the labeling UI gets for the same tasks when a browser is logged in: media links, and its cookies."""
     browser = server.browser()
@@ -332,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         common = {"data_dir": work / "ls", "token": TOKEN, "password": PASSWORD, "trusted_endpoints": [endpoint.url]}
         quiet = {"DEBUG": "false", "LOG_LEVEL": "WARNING"}
         start_label_studio(**common, extra_env=quiet).stop()  # migrations and the user, once
+        personal: dict[str, str] = {}
         for web in webs:
             workers = {"gunicorn_workers": args.gunicorn_workers} if web == "gunicorn" else {}
             workers = {"uwsgi_workers": args.gunicorn_workers} if web == "uwsgi" else workers
@@ -346,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                     if kind == "cortx":
                         links, cookies = browser_links(server, project_id)
                         paths.insert(0, (PATHS["link"], proxy_fetch(server, links, size, cookies)))
+                        jwt = f"Bearer {jwt_access_token(server, personal)}"
+                        paths.append((PATHS["jwt"], proxy_fetch(server, urls, size, authorization=jwt)))
                     for (name, fetch), n in ((path, n) for path in paths for n in clients):
                         result = load(fetch, n, args.seconds, web_pid=server.pid)
                         log(f"{web} {name} {n} clients: {result['mib_per_s']:.1f} MiB/s, p50 {result['p50_ms']:.0f} ms")

@@ -581,6 +581,29 @@ def test_an_api_client_refused_on_the_token_path_gets_label_studios_own_answer(u
     assert inner.calls == calls + 3
 
 
+def test_a_token_is_checked_with_its_user_and_organization_in_one_query(user, image, tokens):
+    """Label Studio's token authentication reads the token's user, then the user's organization, its creator and its
+    JWT settings: on the resolve views one query reads them all, and the checks stay Label Studio's (an organization
+    without JWT settings gets them created, and legacy tokens are then off, as Label Studio's default)."""
+    from django.test.utils import CaptureQueriesContext
+    from jwt_auth.models import JWTSettings
+
+    _, _, task = image
+    legacy, _ = tokens
+    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
+    with CaptureQueriesContext(connection) as queries:
+        assert call(app, url, authorization=f"Token {legacy}")[0] == 200
+    alone = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and "htx_user" not in q["sql"]]
+    assert not [sql for sql in alone if '"organization" WHERE' in sql or '"jwt_auth_jwtsettings" WHERE' in sql]
+    with CaptureQueriesContext(connection) as queries:
+        assert Client().get(url, HTTP_AUTHORIZATION=f"Token {legacy}").status_code == 200  # the full path too
+    assert not [q for q in queries if '"jwt_auth_jwtsettings" WHERE' in q["sql"]]
+
+    JWTSettings.objects.filter(organization=user.active_organization).delete()
+    assert Client().get(url, HTTP_AUTHORIZATION=f"Token {legacy}").status_code == 401
+    assert JWTSettings.objects.get(organization=user.active_organization).legacy_api_tokens_enabled is False
+
+
 def test_both_fast_paths_are_off_when_an_admin_adds_middleware(user, image, tokens, settings):
     """An admin's own middleware (an IP allowlist, an audit log) must see every media request: with anything in
     MIDDLEWARE the fast paths were not reviewed against, links and tokens both go through Django."""
