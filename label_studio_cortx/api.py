@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
@@ -15,7 +14,6 @@ from urllib.parse import unquote
 import yaml
 from core.permissions import ViewClassPermission, all_permissions
 from django.conf import settings
-from django.db import connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext
@@ -35,7 +33,6 @@ from io_storages.api import (
 )
 from io_storages.proxy_api import ProjectResolveStorageUri, TaskResolveStorageUri
 from jwt_auth.auth import TokenAuthenticationPhaseout
-from organizations.models import Organization
 from projects.models import Project
 from rest_framework import generics
 from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
@@ -43,9 +40,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from tasks.models import Task
 
-from . import background, conf, media_storages, schedule
+from . import access, background, conf, media_storages, schedule
 from .connection.errors import StorageError
 from .models import CortxExportStorage, CortxImportStorage
 from .serializers import STORED, CortxExportStorageSerializer, CortxImportStorageSerializer
@@ -360,8 +356,9 @@ class CortxResolveMixin:
             for found in super().get_authenticators()
         ]
 
-    def resolve(self, request, fileuri: str, instance):
-        if not instance.has_permission(request.user):
+    def resolve(self, request, fileuri: str, instance, permitted: bool | None = None):
+        # ``permitted``: the task route's answer from ``access.task_access``; the project route asks Label Studio.
+        if not (instance.has_permission(request.user) if permitted is None else permitted):
             return Response(status=403)
         uri = decoded_fileuri(fileuri)
         project = instance if isinstance(instance, Project) else instance.project
@@ -413,37 +410,6 @@ def served(request, storage, uri: str, client=None) -> HttpResponse | StreamingH
     return response
 
 
-def task_for_access_check(task_id: int) -> Task | None:
-    """The task with only what its permission check reads (Label Studio's ``Task.has_permission``: the project and
-    its organization's id), from one query written out: Label Studio's task and project rows are wide, and building
-    the ORM's query cost more than running it."""
-    with connection.cursor() as cursor:
-        cursor.execute(_task_access_sql(connection.vendor), [task_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    project_id, organization_id = row
-    project = Project.from_db(connection.alias, ["id", "organization_id"], [project_id, organization_id])
-    if organization_id is not None:
-        project.organization = Organization.from_db(connection.alias, ["id"], [organization_id])
-    task = Task.from_db(connection.alias, ["id", "project_id"], [task_id, project_id])
-    task.project = project
-    return task
-
-
-@functools.cache
-def _task_access_sql(vendor: str) -> str:
-    task, project, quote = Task._meta, Project._meta, connection.ops.quote_name
-    return (
-        f"SELECT {quote(project.db_table)}.{quote(project.pk.column)},"
-        f" {quote(project.db_table)}.{quote(project.get_field('organization').column)}"
-        f" FROM {quote(task.db_table)} INNER JOIN {quote(project.db_table)}"
-        f" ON {quote(task.db_table)}.{quote(task.get_field('project').column)}"
-        f" = {quote(project.db_table)}.{quote(project.pk.column)}"
-        f" WHERE {quote(task.db_table)}.{quote(task.pk.column)} = %s"
-    )
-
-
 def decoded_fileuri(fileuri: str) -> str:
     """The URI in ``?fileuri=``: URL-safe base64, or (Label Studio's fallback for old links) percent-encoded."""
     try:
@@ -467,10 +433,10 @@ class CortxTaskResolveStorageUri(CortxResolveMixin, TaskResolveStorageUri):
         fileuri = request.GET.get("fileuri")
         if fileuri is None:
             return Response(status=400)
-        task = task_for_access_check(kwargs["task_id"])
-        if task is None:
+        found = access.task_access(kwargs["task_id"], request.user.pk)
+        if found is None:
             return Response(status=404)
-        return self.resolve(request, fileuri, task)
+        return self.resolve(request, fileuri, *found)
 
 
 @extend_schema(exclude=True)
@@ -488,9 +454,10 @@ class MediaLinkView(APIView):
 
     def get(self, request, token: str, name: str = ""):
         link = media_links.unsign(token)
-        task = task_for_access_check(link.task_id) if link else None
-        if task is None or not task.has_permission(request.user):
+        found = access.task_access(link.task_id, request.user.pk) if link else None
+        if found is None or not found[1]:
             return HttpResponse(status=404)
+        task = found[0]
         storage = CortxImportStorage.objects.filter(pk=link.storage_id, project_id=task.project_id).first()
         if storage is None or not storage.can_resolve_url(link.uri):
             return HttpResponse(status=404)

@@ -41,13 +41,12 @@ from django.conf import settings
 from django.contrib.auth import get_user
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 from django.http.cookie import parse_cookie
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
-from organizations.models import OrganizationMember
 
-from . import conf, media_storages
+from . import access, conf, media_storages
 from .source import media, media_links
 
 logger = logging.getLogger(__name__)
@@ -87,31 +86,12 @@ def _fast_storage(environ: dict) -> tuple[tuple[Any, Any], media_links.MediaLink
     user = get_user(SimpleNamespace(session=session))
     if not user.is_authenticated or user.pk != link.user_id:
         return None
-    if _revoked(user.pk, link.organization_id):
+    if access.revoked(user.pk, link.organization_id):
         return None
     found = media_storages.rows.get(link.storage_id)
     if found is None or found[0].presign or not found[0].can_resolve_url(link.uri):
         return None
     return found, link
-
-
-def _revoked(user_id: int, organization_id: int) -> bool:
-    """Label Studio Community's access rule (projects.mixins.ProjectMixin.has_permission, through
-    Organization.has_deleted): anyone but a revoked member of the project's organization. One indexed query
-    written out: the ORM's query building was a tenth of a served image."""
-    with connection.cursor() as cursor:
-        cursor.execute(_revoked_sql(connection.vendor), [user_id, organization_id])
-        return cursor.fetchone() is not None
-
-
-@functools.cache
-def _revoked_sql(vendor: str) -> str:
-    meta, quote = OrganizationMember._meta, connection.ops.quote_name
-    return (
-        f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('user').column)} = %s"
-        f" AND {quote(meta.get_field('organization').column)} = %s"
-        f" AND {quote(meta.get_field('deleted_at').column)} IS NOT NULL LIMIT 1"
-    )
 
 
 # Label Studio 1.23's middleware (core.settings.base and .label_studio, with INACTIVITY_SESSION_TIMEOUT_ENABLED), each

@@ -604,6 +604,54 @@ def test_a_token_is_checked_with_its_user_and_organization_in_one_query(user, im
     assert JWTSettings.objects.get(organization=user.active_organization).legacy_api_tokens_enabled is False
 
 
+def test_the_access_rule_is_label_studios_own(user, image):
+    """``access.task_access`` answers as Label Studio's ``Task.has_permission`` does, for a member, a revoked member,
+    a user of another organization and a user without one; a task that does not exist, or an id no database holds,
+    is None."""
+    from django.utils import timezone
+    from organizations.models import Organization
+    from tasks.models import Task
+    from users.models import User
+
+    from label_studio_cortx import access
+
+    _, _, task = image
+    organization = user.active_organization
+    member, revoked_member, stranger, loner = (
+        User.objects.create_user(email=f"{name}@example.com", password="pass-123-pass", username=name)
+        for name in ("member", "revoked", "stranger", "loner")
+    )
+    for person in (member, revoked_member):
+        organization.add_user(person)
+    organization.members.filter(user=revoked_member).update(deleted_at=timezone.now())
+    elsewhere = Organization.create_organization(created_by=stranger, title="elsewhere")
+    stranger.active_organization = elsewhere
+    stranger.save()
+    answers = {}
+    for person in (user, member, revoked_member, stranger, loner):
+        found, permitted = access.task_access(task.id, person.pk)
+        assert (found.id, found.project_id, found.project.organization_id) == (
+            task.id,
+            task.project_id,
+            task.project.organization_id,
+        )
+        answers[person.username] = permitted
+        assert permitted is Task.objects.get(pk=task.id).has_permission(person), person.username
+    assert answers["revoked"] is False and answers["member"] is True
+    assert access.revoked(revoked_member.pk, organization.pk) and not access.revoked(member.pk, organization.pk)
+    assert access.task_access(task.id + 1000, user.pk) is None
+    assert access.task_access(2**63, user.pk) is None
+
+
+def test_a_task_id_beyond_the_databases_integers_is_a_404(user, image, tokens):
+    """Django's URL converter takes any digits: an id no database integer holds is a task that does not exist, on the
+    full path of /resolve/ (the token path's route takes at most 18 digits)."""
+    legacy, _ = tokens
+    for task_id in (2**63, 10**30):
+        answer = Client().get(f"/tasks/{task_id}/resolve/?fileuri=eA", HTTP_AUTHORIZATION=f"Token {legacy}")
+        assert answer.status_code == 404
+
+
 def test_both_fast_paths_are_off_when_an_admin_adds_middleware(user, image, tokens, settings):
     """An admin's own middleware (an IP allowlist, an audit log) must see every media request: with anything in
     MIDDLEWARE the fast paths were not reviewed against, links and tokens both go through Django."""
