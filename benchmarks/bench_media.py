@@ -36,7 +36,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_sync import load_average, log, md_table, start_server, write_doc  # noqa: E402
+from benchmarks.bench_sync import (  # noqa: E402
+    DATABASES,
+    PostgresDatabases,
+    load_average,
+    log,
+    md_table,
+    start_server,
+    write_doc,
+)
 from label_studio_cortx.devservers.ls_server import start_label_studio  # noqa: E402
 
 DEFAULT_DOC = REPO / "docs" / "performance.md"
@@ -322,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         help="web servers, comma-separated: runserver, gunicorn, uwsgi (Label Studio's Docker image's server; needs "
         "the [bench] extra); both (the default): runserver,gunicorn",
     )
+    parser.add_argument(
+        "--db", choices=sorted(DATABASES), default="sqlite", help="Label Studio's database (default: sqlite)"
+    )
     parser.add_argument("--quick", action="store_true", help="16 images, 5 s per measurement, prints only")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
@@ -337,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[list[str]] = []
     measured: list[tuple[str, str, int, dict]] = []
     endpoint = start_server(args.server, work)
+    postgres = PostgresDatabases(f"media{os.getpid()}") if args.db == "postgresql" else None
     try:
         keys = seed(endpoint, args.images, size)
         log(f"{args.server} at {endpoint.url}: {len(keys)} images of {args.size} KiB")
@@ -345,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
             proxy = {n: load(plain_fetch(url, keys, size), n, args.seconds, web_pid=pid) for n in clients}
         common = {"data_dir": work / "ls", "token": TOKEN, "password": PASSWORD, "trusted_endpoints": [endpoint.url]}
         quiet = {"DEBUG": "false", "LOG_LEVEL": "WARNING"}
+        if postgres is not None:  # one database for the run's servers, as the SQLite file in data_dir is
+            postgres.create("media", source=None)
+            quiet.update(postgres.env("media"))
         start_label_studio(**common, extra_env=quiet).stop()  # migrations and the user, once
         personal: dict[str, str] = {}
         for web in webs:
@@ -370,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         last_floor = floors(endpoint, keys, size, clients, args.seconds)
     finally:
         endpoint.stop()
+        if postgres is not None:
+            postgres.drop_all()
     floor = mean_floor(first_floor, last_floor)
     bare, plain = floor["bare"], floor["plain"]
     gunicorn_name = WEB_NAMES["gunicorn"].format(workers=args.gunicorn_workers)
@@ -382,14 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         for n in clients
     )
     command = "python " + " ".join([os.path.relpath(__file__, REPO), *(argv if argv is not None else sys.argv[1:])])
-    start, end = f"<!-- media:{args.server}:start -->", f"<!-- media:{args.server}:end -->"
+    key = args.server if args.db == "sqlite" else f"{args.server}:{args.db}"
+    start, end = f"<!-- media:{key}:start -->", f"<!-- media:{key}:end -->"
+    database = "" if args.db == "sqlite" else f", {DATABASES[args.db]}"
     section = "\n".join(
         [
             start,
-            f"### Media proxy, {endpoint.server if hasattr(endpoint, 'server') else args.server}",
+            f"### Media proxy, {endpoint.server if hasattr(endpoint, 'server') else args.server}{database}",
             "",
             f"`{command}`: {args.images} images of {args.size} KiB, {args.seconds:g} s per measurement; load average "
-            f"{load_start:.1f} at the start, {load_average():.1f} at the end; {os.cpu_count()} CPUs. Floors measured "
+            f"{load_start:.1f} at the start, {load_average():.1f} at the end; {os.cpu_count()} CPUs; Label Studio's "
+            f"database {DATABASES[args.db]}. Floors measured "
             f"before and after the proxied paths and averaged (bare GET before / after: {drift}). Target: CORTX "
             "under the production server at 8 clients >= 0.5x the bare GET's throughput, p50 < 2x the bare GET's. "
             "*vs plain GET*: against the same objects fetched with the proxied paths' own HTTP client. "
