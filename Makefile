@@ -31,13 +31,14 @@ test: $(BIN)/activate
 	DJANGO_DB=postgresql POSTGRE_HOST=127.0.0.1 POSTGRE_NAME=postgres $(BIN)/python -m pytest $(PG_TESTS)
 	$(MAKE) bench-smoke
 
-# One small benchmark run per S3 server (one on PostgreSQL), so the script cannot rot; timings are not checked
+# One small benchmark run per S3 server (and on PostgreSQL), so the scripts cannot rot; timings are not checked
 # here (the full matrix, docs/performance.md, runs for an hour or more on a quiet machine).
 bench-smoke:
 	$(BIN)/python benchmarks/bench_sync.py --quick --server moto --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 200000 --json-list-mb 100 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server seaweedfs --db postgresql --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 0 --no-doc
 	$(BIN)/python benchmarks/bench_sync.py --quick --server rgw --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 0 --no-doc
 	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 1,4 --web runserver,gunicorn,uwsgi
+	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 4 --server seaweedfs --db postgresql --web gunicorn
 
 # Label Studio with the plugin against your own store (see README "Use your own CORTX endpoint").
 run: $(BIN)/activate
