@@ -345,10 +345,11 @@ class CortxResolveMixin:
     """Label Studio's ``/tasks/<id>/resolve/`` and ``/projects/<id>/resolve/`` with the storage found first among
     the project's CORTX storages (one query). Label Studio's resolver loads every storage of every type of the
     project (11 queries) for each image an annotator opens: a third of a proxied request (docs/performance.md).
-    Permission and the presign redirect are Label Studio's own code; the proxied stream is the plugin's one media
-    answer (``source.media.serve``, as for media links), which adds ``nosniff`` and a sandbox CSP to Label Studio's
-    proxy: a bucket's HTML must not run in Label Studio's origin. A URL no CORTX storage of the project resolves goes
-    to Label Studio's resolver unchanged."""
+    Authentication is Label Studio's (an API token's rows read in one query: ``TokenWithOrganization``), permission is
+    its rule (the task route asks it in one statement: ``access.task_access``), the presign redirect is Label Studio's
+    own code; the proxied stream is the plugin's one media answer (``source.media.serve``, as for media links), which
+    adds ``nosniff`` and a sandbox CSP to Label Studio's proxy: a bucket's HTML must not run in Label Studio's origin.
+    A URL no CORTX storage of the project resolves goes to Label Studio's resolver unchanged."""
 
     def get_authenticators(self):
         return [
