@@ -458,10 +458,9 @@ class MediaLinkView(APIView):
         found = access.task_access(link.task_id, request.user.pk) if link else None
         if found is None or not found[1]:
             return HttpResponse(status=404)
-        task = found[0]
-        storage = CortxImportStorage.objects.filter(pk=link.storage_id, project_id=task.project_id).first()
-        if storage is None or not storage.can_resolve_url(link.uri):
+        entry = media_storages.rows.get(link.storage_id)  # the row and client the fast path and /resolve/ use
+        if entry is None or entry[0].project_id != found[0].project_id or not entry[0].can_resolve_url(link.uri):
             return HttpResponse(status=404)
-        return served(request, storage, link.uri)
+        return served(request, entry[0], link.uri, entry[1])
 
     head = get

@@ -6,7 +6,8 @@ them once per image was a sixth of a served image. ``rows`` keeps both for ``sec
 delete of a storage in this process is seen at once (``forget``, connected in ``signals``); one made by another
 process (another gunicorn worker, an RQ worker) within ``seconds``.
 
-Part of the Django layer: used by ``media_gateway`` (media links) and ``api`` (``/tasks/<id>/resolve/``).
+Part of the Django layer: used by ``media_gateway`` (media links) and ``api`` (``/tasks/<id>/resolve/``, the links' full
+path).
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ class StorageRows:
 
     def of_project(self, project_id: int) -> list[Entry]:
         """(storage, client) of each CORTX source storage of a project, by id (Label Studio's order)."""
-        storages = CortxImportStorage.objects.filter(project_id=project_id).order_by("pk")
-        return self._cached(self._by_project, project_id, lambda: [_entry(storage) for storage in storages])
+
+        def read() -> list[Entry]:  # the query built on a miss only: building it is most of a hit's cost
+            return [
+                _entry(storage) for storage in CortxImportStorage.objects.filter(project_id=project_id).order_by("pk")
+            ]
+
+        return self._cached(self._by_project, project_id, read)
 
     def forget(self) -> None:
         with self._lock:
