@@ -1,10 +1,15 @@
-"""Label Studio Community's rule for who may read a task's media, as both media paths ask it: in one query.
+"""Label Studio Community's rule for who may read a task's media, and an API token's user: each in one statement.
 
 Label Studio 1.23 (``projects.mixins.ProjectMixin.has_permission``, which ``Task.has_permission`` calls) lets an
 authenticated user read any task unless their membership of the project's organization was revoked ("LSO always
 runs a single organization"). Asked through the ORM (the task and project rows, then the membership), building the
 queries cost more than running them, for every image; here the rule is one statement per database, and
 tests/test_media_links.py checks it against Label Studio's own ``has_permission``.
+
+The same holds for an API token (``token_user``): Label Studio's token authentication reads the token's user, then
+the user's active organization, its creator and its JWT settings. The ORM built that five-table query for every image
+(a fifth of an API client's image, docs/performance.md); here it is written once per database and its rows become
+the same model instances, with Django's own converters, that ``select_related`` would give.
 
 Part of the Django layer: used by ``media_gateway`` (media links) and ``api`` (``/tasks/<id>/resolve/``, the
 links' full path). Imports only Label Studio's models.
@@ -14,10 +19,14 @@ from __future__ import annotations
 
 import functools
 
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from jwt_auth.models import JWTSettings
 from organizations.models import Organization, OrganizationMember
 from projects.models import Project
+from rest_framework.authtoken.models import Token
 from tasks.models import Task
+from users.models import User
 
 _MAX_ID = 2**63 - 1  # Django's URL converter takes any digits; no database integer holds more
 
@@ -46,6 +55,138 @@ def task_access(task_id: int, user_id: int) -> tuple[Task, bool] | None:
     task = Task.from_db(connection.alias, ["id", "project_id"], [task_id, project_id])
     task.project = project
     return task, not was_revoked
+
+
+def token_user(key: str) -> Token | None:
+    """The token with this key, or None: its ``user``, the user's ``active_organization``, that organization's
+    ``created_by`` and ``jwt`` already loaded, as ``Token.objects.select_related(...).get(key=key)`` of those four
+    relations gives them."""
+    with connection.cursor() as cursor:
+        cursor.execute(_graph_sql(connection.vendor, token=True), [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token, *user = _instances(row, (Token, *_USER_MODELS))
+    token.user = _joined(*user)
+    return token
+
+
+def user_with_organization(user_id: object) -> User | None:
+    """The user with this id (a JWT's claim), or None, loaded as ``token_user`` loads a token's user."""
+    try:
+        user_id = User._meta.pk.to_python(user_id)
+    except ValidationError:
+        return None
+    if not isinstance(user_id, int) or not 0 <= user_id <= _MAX_ID:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_graph_sql(connection.vendor, token=False), [user_id])
+        row = cursor.fetchone()
+    return None if row is None else _joined(*_instances(row, _USER_MODELS))
+
+
+def _joined(user: User, organization, creator, jwt) -> User:
+    user.active_organization = organization
+    if organization is not None:
+        if creator is not None:
+            organization.created_by = creator
+        if jwt is not None:
+            jwt.organization = organization  # a one-to-one: the organization's ``jwt`` is set too
+    return user
+
+
+def session_user(user_id: int, organization_id: int) -> tuple[User, bool] | None:
+    """(the user with this id, whether their membership of the organization was revoked), or None: what a media
+    link's fast path asks of a session's user, in one statement (``User.objects.get(pk=...)`` and ``revoked``)."""
+    if not 0 <= user_id <= _MAX_ID:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_session_user_sql(connection.vendor), [user_id, organization_id, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (user,) = _instances(row[:-1], (User,))
+    return user, bool(row[-1])
+
+
+# A user row's models in the statements' order: the user, the active organization, its creator, its JWT settings.
+_USER_MODELS = (User, Organization, User, JWTSettings)
+
+
+def _instances(row: tuple, models: tuple) -> list:
+    """The row's model instances, one per model in order (each model's concrete columns in turn), with Django's
+    converters applied as the ORM's compiler applies them; None for a model an outer join found no row of."""
+    found, start = [], 0
+    conn = connections[DEFAULT_DB_ALIAS]
+    for model in models:
+        fields = model._meta.concrete_fields
+        values = list(row[start : start + len(fields)])
+        start += len(fields)
+        if values[fields.index(model._meta.pk)] is None:
+            found.append(None)
+            continue
+        for index, field_converters, column in _converters(conn, model):
+            for convert in field_converters:
+                values[index] = convert(values[index], column, conn)
+        found.append(model.from_db(conn.alias, [field.attname for field in fields], values))
+    return found
+
+
+@functools.lru_cache(maxsize=256)  # per connection (a thread's): Django's converters are bound to their connection
+def _converters(conn, model) -> list[tuple[int, list, object]]:
+    """(column index, converters, column) of the model's columns whose database value Django converts (SQLite's
+    datetimes and booleans, JSON)."""
+    columns = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        field_converters = conn.ops.get_db_converters(column) + column.get_db_converters(conn)
+        if field_converters:
+            columns.append((index, field_converters, column))
+    return columns
+
+
+@functools.cache
+def _session_user_sql(vendor: str) -> str:
+    user, quote = User._meta, connection.ops.quote_name
+    columns = ", ".join(f"{quote(user.db_table)}.{quote(field.column)}" for field in user.concrete_fields)
+    return (
+        f"SELECT {columns}, EXISTS ({_deleted_membership('%s', '%s')}) FROM {quote(user.db_table)}"
+        f" WHERE {_column(user, 'id')} = %s"
+    )
+
+
+@functools.cache
+def _graph_sql(vendor: str, token: bool) -> str:
+    """The user (by the token's key, or by id) with the active organization, its creator and its JWT settings."""
+    quote = connection.ops.quote_name
+    user, organization, jwt = User._meta, Organization._meta, JWTSettings._meta
+    models, aliases = (_USER_MODELS, ("u", "o", "c", "j"))
+
+    def on(alias: str, meta, field: str) -> str:
+        return f"{alias}.{quote(meta.get_field(field).column)}"
+
+    if token:
+        models, aliases = (Token, *models), ("t", *aliases)
+        source = (
+            f"{quote(Token._meta.db_table)} t INNER JOIN {quote(user.db_table)} u"
+            f" ON {on('t', Token._meta, 'user')} = {on('u', user, 'id')}"
+        )
+        where = on("t", Token._meta, "key")
+    else:
+        source, where = f"{quote(user.db_table)} u", on("u", user, "id")
+    columns = ", ".join(
+        f"{alias}.{quote(field.column)}"
+        for alias, model in zip(aliases, models, strict=True)
+        for field in model._meta.concrete_fields
+    )
+    return (
+        f"SELECT {columns} FROM {source}"
+        f" LEFT OUTER JOIN {quote(organization.db_table)} o"
+        f" ON {on('u', user, 'active_organization')} = {on('o', organization, 'id')}"
+        f" LEFT OUTER JOIN {quote(user.db_table)} c ON {on('o', organization, 'created_by')} = {on('c', user, 'id')}"
+        f" LEFT OUTER JOIN {quote(jwt.db_table)} j ON {on('j', jwt, 'organization')} = {on('o', organization, 'id')}"
+        f" WHERE {where} = %s"
+    )
 
 
 def _column(meta, field: str) -> str:

@@ -97,6 +97,9 @@ TABLE: tuple[Setting, ...] = (
     Setting("CORTX_DB_CONN_MAX_AGE", 0, int, "Seconds a server thread keeps its database connection between "
             "requests (Django's CONN_MAX_AGE, with health checks); 0: a new one per request, as Label Studio "
             "does. The production server sets 60."),
+    Setting("CORTX_DB_PREPARED_STATEMENTS", False, _bool, "PostgreSQL: the statements every proxied image "
+            "repeats are prepared on the connection (Django keeps prepared statements off for connection poolers in "
+            "transaction mode). The production server turns it on."),
 )
 # fmt: on
 

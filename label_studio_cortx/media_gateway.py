@@ -38,15 +38,18 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user, get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.core import signals
+from django.core.exceptions import ValidationError
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.db import close_old_connections
 from django.http.cookie import parse_cookie
 from django.urls import set_script_prefix
+from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from . import access, conf, media_storages
+from . import access, conf, media_storages, prepared
 from .source import media, media_links
 
 logger = logging.getLogger(__name__)
@@ -82,16 +85,45 @@ def _fast_storage(environ: dict) -> tuple[tuple[Any, Any], media_links.MediaLink
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     if time.time() - float(session.get("last_login") or 0) > settings.MAX_SESSION_AGE:
         return None  # Label Studio's inactivity middleware would log this session out
-    # Django's own check of a session: its user exists, is active, and its password has not changed since.
-    user = get_user(SimpleNamespace(session=session))
-    if not user.is_authenticated or user.pk != link.user_id:
-        return None
-    if access.revoked(user.pk, link.organization_id):
+    if not _of_the_links_user(session, link):
         return None
     found = media_storages.rows.get(link.storage_id)
     if found is None or found[0].presign or not found[0].can_resolve_url(link.uri):
         return None
     return found, link
+
+
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"  # the backend Label Studio's login sessions name
+
+
+def _of_the_links_user(session, link: media_links.MediaLink) -> bool:
+    """Whether the session is a login of the link's user that Django accepts, and that user is not a revoked member
+    of the link's organization (Label Studio Community's access rule).
+
+    Django's check of a session (``get_user``): the session names an installed backend and a user; the backend finds
+    the user and lets them in (``ModelBackend``: they exist and are active); the session's hash of the user's
+    password is the current one. For ``ModelBackend`` sessions the user's row and the membership are one statement
+    (``access.session_user``); a session Django would accept only after changing it (a hash made with a fallback
+    secret) or of another backend is Django's to decide (``get_user``, or the full path)."""
+    backend = session.get(BACKEND_SESSION_KEY)
+    if backend not in settings.AUTHENTICATION_BACKENDS:
+        return False
+    if backend != _MODEL_BACKEND:
+        user = get_user(SimpleNamespace(session=session))
+        return user.is_authenticated and user.pk == link.user_id and not access.revoked(user.pk, link.organization_id)
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+    except (KeyError, ValidationError):
+        return False
+    if user_id != link.user_id:
+        return False
+    found = access.session_user(user_id, link.organization_id)
+    if found is None:
+        return False
+    user, was_revoked = found
+    session_hash = session.get(HASH_SESSION_KEY)
+    verified = bool(session_hash) and constant_time_compare(session_hash, user.get_session_auth_hash())
+    return verified and ModelBackend().user_can_authenticate(user) and not was_revoked
 
 
 # Label Studio 1.23's middleware (core.settings.base and .label_studio, with INACTIVITY_SESSION_TIMEOUT_ENABLED), each
@@ -157,7 +189,11 @@ def _token_handlers(middleware: tuple[str, ...]) -> dict[str, Callable]:
     ):
         handler = _dispatch(view.as_view(), kwarg)
         for path in reversed([name for name in middleware if name in _TOKEN_MIDDLEWARE]):
-            handler = import_string(path)(handler)
+            found = import_string(path)
+            # Label Studio's JWT middleware with its user read in one statement (api.JWTMiddlewareWithOrganization).
+            handler = (api.JWTMiddlewareWithOrganization if found is api.JWTAuthenticationMiddleware else found)(
+                handler
+            )
         handlers[route] = handler
     return handlers
 
@@ -194,7 +230,8 @@ def _by_token(route: str, environ: dict, start_response: Callable, application: 
     signals.request_started.send(sender=WSGIHandler, environ=environ)
     response = None
     try:
-        response = _token_handlers(tuple(settings.MIDDLEWARE))[route](WSGIRequest(environ))
+        with prepared.statements():
+            response = _token_handlers(tuple(settings.MIDDLEWARE))[route](WSGIRequest(environ))
     except Exception:
         logger.exception("resolve by token: fast path failed")
     if response is None or response.status_code in (401, 403):
@@ -223,7 +260,8 @@ def wrap(application: WsgiApp) -> WsgiApp:
         close_old_connections()  # what Django's request_started does: CONN_MAX_AGE and health checks apply
         answer = None
         try:
-            found = _fast_storage(environ)
+            with prepared.statements():
+                found = _fast_storage(environ)
             if found is not None:
                 (storage, client), link = found
                 answer = media.serve(

@@ -7,13 +7,16 @@ and Label Studio's own authentication then decides.
 from __future__ import annotations
 
 import io
+import logging
 import time
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.backends import ModelBackend
 from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from label_studio_cortx import conf, media_gateway, media_storages
 from label_studio_cortx.source import media_links
@@ -707,3 +710,189 @@ def test_a_row_read_before_a_change_is_not_kept_after_it(image, monkeypatch):
         reads.clear()
         assert read(storage["id"]) and read(storage["id"]) and read(storage["id"])
         assert reads == [storage["id"], storage["id"]]  # read again once after the change, then kept
+
+
+# --- prepared statements on PostgreSQL (label_studio_cortx.prepared) -------------------------------------------
+def _prepared() -> dict[str, int]:
+    """The statements prepared on this connection's server session, with how often each ran prepared."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as a web server's connection
+def test_the_media_paths_statements_are_prepared_on_postgresql(user, image, tokens, settings, caplog):
+    """With CORTX_DB_PREPARED_STATEMENTS, what an API client's image (a token, a JWT access token) and a media link
+    repeat is prepared on the connection once it repeats and run prepared from then on; nothing else Label Studio
+    sends is; off (Django's default), nothing is. When the server session lost them (a pooler in transaction mode
+    gave the connection another one) the statement is sent again unprepared and the image is served."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    from tasks.models import Task
+
+    _, _, task = image
+    legacy, access_token = tokens
+    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
+    client = browser(user)
+    path, cookie = link_path(client, task), session_cookie(client)
+
+    def images(times: int = 8) -> None:
+        for _ in range(times):
+            assert call(app, url, authorization=f"Token {legacy}")[:3:2] == (200, BODY)
+            assert call(app, url, authorization=f"Bearer {access_token}")[:3:2] == (200, BODY)
+            assert call(app, path, cookie)[:3:2] == (200, BODY)
+
+    settings.CORTX_DB_PREPARED_STATEMENTS = False
+    images()
+    assert _prepared() == {}
+
+    settings.CORTX_DB_PREPARED_STATEMENTS = True
+    images()
+    prepared = _prepared()
+    assert [sql for sql in prepared if 'FROM "authtoken_token"' in sql]  # the token's query
+    assert [sql for sql in prepared if '"organizations_organizationmember"' in sql]  # the access statement
+    assert [sql for sql in prepared if 'FROM "htx_user" u' in sql]  # the JWT's user
+    assert [sql for sql in prepared if 'FROM "htx_user" WHERE' in sql]  # the session's user
+    assert all(runs > 0 for runs in prepared.values())
+    raw = connection.connection
+    assert (raw.cursor_factory.__name__, raw.prepare_threshold) == ("Cursor", None)  # Django's, outside the paths
+    for _ in range(8):
+        Task.objects.filter(pk=task.pk).exists()
+    assert _prepared().keys() == prepared.keys()
+
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # the server session forgets them (a pooler's next session); psycopg does not
+    with caplog.at_level(logging.WARNING, logger="label_studio_cortx.prepared"):
+        images(1)  # each path's statements sent again, unprepared
+    assert "PgBouncer 1.21+" in caplog.text
+    images()
+    assert _prepared().keys() == prepared.keys()
+
+
+def test_a_tokens_user_is_read_as_select_related_reads_it(user, tokens):
+    """``access.token_user`` gives the instances the ORM's ``select_related`` gives (every column, converted as
+    Django converts it on this database), for a user with an organization, an organization without JWT settings,
+    and a user without an organization; an unknown key is None."""
+    from jwt_auth.models import JWTSettings
+    from rest_framework.authtoken.models import Token
+    from users.models import User
+
+    from label_studio_cortx import access
+
+    def fields(instance) -> dict | None:
+        return (
+            None
+            if instance is None
+            else {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+        )
+
+    def graph(token) -> list:
+        organization = token.user.active_organization
+        related = [None, None] if organization is None else [organization.created_by, organization.jwt]
+        return [fields(item) for item in (token, token.user, organization, *related)]
+
+    def the_orms(key: str):
+        return Token.objects.select_related(
+            "user__active_organization__created_by", "user__active_organization__jwt"
+        ).get(key=key)
+
+    user.custom_hotkeys = {"annotation:submit": {"key": "ctrl+enter", "active": True}}
+    user.save()
+    legacy, _ = tokens
+    with CaptureQueriesContext(connection) as queries:
+        found = access.token_user(legacy)
+        assert found.user.active_organization.jwt.legacy_api_tokens_enabled is True
+        assert found.user.active_organization.created_by.pk == user.pk
+    assert len([query for query in queries if not query["sql"].startswith(("SAVEPOINT", "RELEASE"))]) == 1
+    assert graph(found) == graph(the_orms(legacy))
+    assert found.user.custom_hotkeys == user.custom_hotkeys and found.user.is_active is True
+
+    JWTSettings.objects.filter(organization=user.active_organization).delete()
+    found = access.token_user(legacy)
+    assert "jwt" not in found.user.active_organization._state.fields_cache  # Label Studio's field creates them
+    assert found.user.active_organization.jwt.legacy_api_tokens_enabled is False
+    assert graph(found) == graph(the_orms(legacy))
+
+    loner = User.objects.create_user(email="loner@example.com", password="pass-123-pass", username="loner")
+    key = Token.objects.get_or_create(user=loner)[0].key
+    found = access.token_user(key)
+    assert found.user.active_organization is None and graph(found) == graph(the_orms(key))
+    assert access.token_user("0" * 40) is None
+
+
+class OtherBackend(ModelBackend):
+    """An installed authentication backend other than Django's ModelBackend (an admin's own)."""
+
+
+def test_the_fast_path_accepts_a_session_as_djangos_get_user_does(user, image, settings):
+    """A ModelBackend session: the user's row and membership in one statement, the user active and the session's
+    password hash the current one. A session without the hash, or naming a backend that is not installed, goes to
+    the full path; one of another installed backend is asked of Django's ``get_user``."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY
+
+    _, _, task = image
+    client = browser(user)
+    path, app = link_path(client, task), media_gateway.wrap(Fallthrough())
+
+    def with_session(**changes) -> int:
+        session = browser(user).session
+        for key, value in changes.items():
+            if value is None:
+                session.pop(key)
+            else:
+                session[key] = value
+        session.save()
+        return call(app, path, session.session_key)[0]
+
+    with CaptureQueriesContext(connection) as queries:
+        assert with_session() == 200
+    users = [query["sql"] for query in queries if 'FROM "htx_user"' in query["sql"]]
+    assert len(users) == 1 and '"organizations_organizationmember"' in users[0]
+
+    assert with_session(**{HASH_SESSION_KEY: None}) == FELL_THROUGH
+    assert with_session(**{HASH_SESSION_KEY: "0" * 64}) == FELL_THROUGH
+    assert with_session(**{BACKEND_SESSION_KEY: "somewhere.else.Backend"}) == FELL_THROUGH
+    other = f"{OtherBackend.__module__}.OtherBackend"
+    assert with_session(**{BACKEND_SESSION_KEY: other}) == FELL_THROUGH  # not installed
+    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, other]
+    assert with_session(**{BACKEND_SESSION_KEY: other}) == 200
+    assert with_session(**{BACKEND_SESSION_KEY: other, HASH_SESSION_KEY: "0" * 64}) == FELL_THROUGH
+
+
+def test_a_jwt_is_checked_with_its_user_and_organization_in_one_statement(user, image, tokens):
+    """Label Studio's JWT middleware reads the token's user twice, then the organization, its creator and its JWT
+    settings: on the token path one statement reads them, with simplejwt's and Label Studio's checks (an inactive or
+    deleted user, API tokens switched off for the organization) refused as the full stack refuses them."""
+    from users.models import User
+
+    from label_studio_cortx import access
+
+    _, _, task = image
+    _, access_token = tokens
+    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
+    call(app, url, authorization=f"Bearer {access_token}")
+    with CaptureQueriesContext(connection) as queries:
+        assert call(app, url, authorization=f"Bearer {access_token}")[:3:2] == (200, BODY)
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert len([sql for sql in reads if 'FROM "htx_user"' in sql]) == 1, reads
+    assert not [sql for sql in reads if 'FROM "organization"' in sql or 'FROM "jwt_auth_jwtsettings"' in sql]
+
+    found = access.user_with_organization(user.pk)
+    assert found.active_organization.jwt.api_tokens_enabled is True and found.email == user.email
+    assert access.user_with_organization("not a number") is None and access.user_with_organization(2**63) is None
+
+    def full_path() -> int:
+        return Client().get(url, HTTP_AUTHORIZATION=f"Bearer {access_token}").status_code
+
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert call(app, url, authorization=f"Bearer {access_token}")[0] == FELL_THROUGH and full_path() == 401
+    User.objects.filter(pk=user.pk).update(is_active=True)
+    jwt = user.active_organization.jwt
+    jwt.api_tokens_enabled = False
+    jwt.save()
+    assert call(app, url, authorization=f"Bearer {access_token}")[0] == FELL_THROUGH and full_path() == 401
+    jwt.api_tokens_enabled = True
+    jwt.save()
+    assert call(app, url, authorization=f"Bearer {access_token}")[0] == 200
+    user.delete()
+    assert call(app, url, authorization=f"Bearer {access_token}")[0] == FELL_THROUGH and full_path() == 401

@@ -340,6 +340,7 @@ def start_label_studio(
     if gunicorn_workers or uwsgi_workers:
         env["DJANGO_SETTINGS_MODULE"] = "label_studio_cortx.settings"
         env.setdefault("CORTX_DB_CONN_MAX_AGE", "60")  # as the README's production server
+        env.setdefault("CORTX_DB_PREPARED_STATEMENTS", "1")
     if gunicorn_workers:
         command = [
             sys.executable,
