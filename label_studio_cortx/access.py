@@ -1,4 +1,5 @@
-"""Label Studio Community's rule for who may read a task's media, and an API token's user: each in one statement.
+"""Label Studio Community's rule for who may read a task's media, and the user a media request authenticates as:
+each in one statement.
 
 Label Studio 1.23 (``projects.mixins.ProjectMixin.has_permission``, which ``Task.has_permission`` calls) lets an
 authenticated user read any task unless their membership of the project's organization was revoked ("LSO always
@@ -6,13 +7,15 @@ runs a single organization"). Asked through the ORM (the task and project rows, 
 queries cost more than running them, for every image; here the rule is one statement per database, and
 tests/test_media_links.py checks it against Label Studio's own ``has_permission``.
 
-The same holds for an API token (``token_user``): Label Studio's token authentication reads the token's user, then
-the user's active organization, its creator and its JWT settings. The ORM built that five-table query for every image
-(a fifth of an API client's image, docs/performance.md); here it is written once per database and its rows become
-the same model instances, with Django's own converters, that ``select_related`` would give.
+The same holds for the users: Label Studio's token authentication reads an API token's user, then the user's active
+organization, its creator and its JWT settings (``token_user``); its JWT middleware reads a JWT's user twice and then
+the same three (``user_with_organization``); a media link's session needs the user and the membership
+(``session_user``). The ORM built those queries for every image (a fifth of an API client's image,
+docs/performance.md); here each is written once per database, and its rows become the model instances, with
+Django's own converters, that the ORM's ``select_related`` would give (a test compares them).
 
 Part of the Django layer: used by ``media_gateway`` (media links) and ``api`` (``/tasks/<id>/resolve/``, the
-links' full path). Imports only Label Studio's models.
+links' full path, the token path's authentication). Imports Django and Label Studio's models only.
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ proxied request cost (docs/performance.md). A media link is served in two ways:
 
 - **the fast path**, a WSGI wrapper in front of Django (``wrap``, used by ``label_studio_cortx.wsgi`` and so by
   gunicorn and ``label-studio-cortx start``): a GET or HEAD of an unexpired link with a session cookie of the user
-  the link was made for (Django's ``get_user`` decides: a valid session, an active user, the password unchanged;
-  the session younger than MAX_SESSION_AGE, as Label Studio's inactivity middleware requires) and not a revoked
-  member of the project's organization (Label Studio Community's access rule) is served from the link's storage,
-  with two indexed queries (the user, the membership; the storage row and its client come from ``media_storages``);
+  the link was made for (checked as Django's ``get_user`` checks it: a valid session, an active user, the password
+  unchanged; the session younger than MAX_SESSION_AGE, as Label Studio's inactivity middleware requires) and not a
+  revoked member of the project's organization (Label Studio Community's access rule) is served from the link's
+  storage, with one indexed statement (the user and the membership, ``access.session_user``; the storage row and
+  its client come from ``media_storages``);
 - **the full path**, the Django view ``api.MediaLinkView`` for everything else (an expired link, an API client's token,
   another user's session): Label Studio's authentication, then the same check as ``/tasks/<id>/resolve/`` (access to
   the task's project, a storage of that project that resolves the URI). A link is never a key by itself.
