@@ -21,6 +21,7 @@ links' full path, the token path's authentication). Imports Django and Label Stu
 from __future__ import annotations
 
 import functools
+import weakref
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -135,10 +136,22 @@ def _instances(row: tuple, models: tuple) -> list:
     return found
 
 
-@functools.lru_cache(maxsize=256)  # per connection (a thread's): Django's converters are bound to their connection
+# Per connection object (each thread has its own; Django's converters are its methods), dropped with it.
+_CONVERTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _converters(conn, model) -> list[tuple[int, list, object]]:
     """(column index, converters, column) of the model's columns whose database value Django converts (SQLite's
     datetimes and booleans, JSON)."""
+    known = _CONVERTERS.get(conn)
+    if known is None:
+        known = _CONVERTERS[conn] = {}
+    if model not in known:
+        known[model] = _model_converters(conn, model)
+    return known[model]
+
+
+def _model_converters(conn, model) -> list[tuple[int, list, object]]:
     columns = []
     for index, field in enumerate(model._meta.concrete_fields):
         column = field.get_col(model._meta.db_table)

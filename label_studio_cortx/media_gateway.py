@@ -191,10 +191,9 @@ def _token_handlers(middleware: tuple[str, ...]) -> dict[str, Callable]:
         handler = _dispatch(view.as_view(), kwarg)
         for path in reversed([name for name in middleware if name in _TOKEN_MIDDLEWARE]):
             found = import_string(path)
-            # Label Studio's JWT middleware with its user read in one statement (api.JWTMiddlewareWithOrganization).
-            handler = (api.JWTMiddlewareWithOrganization if found is api.JWTAuthenticationMiddleware else found)(
-                handler
-            )
+            if found is api.JWTAuthenticationMiddleware:  # Label Studio's, with its user read in one statement
+                found = api.JWTMiddlewareWithOrganization
+            handler = found(handler)
         handlers[route] = handler
     return handlers
 
