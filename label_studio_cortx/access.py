@@ -123,51 +123,54 @@ def _instances(row: tuple, models: tuple) -> list:
     found, start = [], 0
     conn = connections[DEFAULT_DB_ALIAS]
     for model in models:
-        fields = model._meta.concrete_fields
-        values = list(row[start : start + len(fields)])
-        start += len(fields)
-        if values[fields.index(model._meta.pk)] is None:
+        attnames, pk_index, converters = _layout(conn, model)
+        values = list(row[start : start + len(attnames)])
+        start += len(attnames)
+        if values[pk_index] is None:
             found.append(None)
             continue
-        for index, field_converters, column in _converters(conn, model):
+        for index, field_converters, column in converters:
             for convert in field_converters:
                 values[index] = convert(values[index], column, conn)
-        found.append(model.from_db(conn.alias, [field.attname for field in fields], values))
+        found.append(model.from_db(conn.alias, attnames, values))
     return found
 
 
 # Per connection object (each thread has its own; Django's converters are its methods), dropped with it.
-_CONVERTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _converters(conn, model) -> list[tuple[int, list, object]]:
-    """(column index, converters, column) of the model's columns whose database value Django converts (SQLite's
-    datetimes and booleans, JSON)."""
-    known = _CONVERTERS.get(conn)
+def _layout(conn, model) -> tuple[list[str], int, list[tuple[int, list, object]]]:
+    """What turning a model's columns into an instance needs, worked out once per connection: the attribute names,
+    the primary key's index, and (index, converters, column) of the columns whose database value Django converts
+    (SQLite's datetimes and booleans, JSON)."""
+    known = _LAYOUTS.get(conn)
     if known is None:
-        known = _CONVERTERS[conn] = {}
+        known = _LAYOUTS[conn] = {}
     if model not in known:
-        known[model] = _model_converters(conn, model)
+        fields = model._meta.concrete_fields
+        converters = []
+        for index, field in enumerate(fields):
+            column = field.get_col(model._meta.db_table)
+            field_converters = conn.ops.get_db_converters(column) + column.get_db_converters(conn)
+            if field_converters:
+                converters.append((index, field_converters, column))
+        known[model] = ([field.attname for field in fields], fields.index(model._meta.pk), converters)
     return known[model]
 
 
-def _model_converters(conn, model) -> list[tuple[int, list, object]]:
-    columns = []
-    for index, field in enumerate(model._meta.concrete_fields):
-        column = field.get_col(model._meta.db_table)
-        field_converters = conn.ops.get_db_converters(column) + column.get_db_converters(conn)
-        if field_converters:
-            columns.append((index, field_converters, column))
-    return columns
+def _columns(prefix: str, model) -> str:
+    """The model's concrete columns, in field order, qualified by a table name or alias (already quoted)."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{prefix}.{quote(field.column)}" for field in model._meta.concrete_fields)
 
 
 @functools.cache
 def _session_user_sql(vendor: str) -> str:
-    user, quote = User._meta, connection.ops.quote_name
-    columns = ", ".join(f"{quote(user.db_table)}.{quote(field.column)}" for field in user.concrete_fields)
+    table = connection.ops.quote_name(User._meta.db_table)
     return (
-        f"SELECT {columns}, EXISTS ({_deleted_membership('%s', '%s')}) FROM {quote(user.db_table)}"
-        f" WHERE {_column(user, 'id')} = %s"
+        f"SELECT {_columns(table, User)}, EXISTS ({_deleted_membership('%s', '%s')}) FROM {table}"
+        f" WHERE {_column(User._meta, 'id')} = %s"
     )
 
 
@@ -190,11 +193,7 @@ def _graph_sql(vendor: str, token: bool) -> str:
         where = on("t", Token._meta, "key")
     else:
         source, where = f"{quote(user.db_table)} u", on("u", user, "id")
-    columns = ", ".join(
-        f"{alias}.{quote(field.column)}"
-        for alias, model in zip(aliases, models, strict=True)
-        for field in model._meta.concrete_fields
-    )
+    columns = ", ".join(_columns(alias, model) for alias, model in zip(aliases, models, strict=True))
     return (
         f"SELECT {columns} FROM {source}"
         f" LEFT OUTER JOIN {quote(organization.db_table)} o"

@@ -44,7 +44,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed as JWTAuthenticationFailed
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.utils import get_md5_hash_password
 from users.models import User
@@ -430,8 +430,7 @@ class JWTMiddlewareWithOrganization(JWTAuthenticationMiddleware):
 
     def __call__(self, request):
         # Label Studio's JWTAuthenticationMiddleware.__call__, with the one read.
-        from core.feature_flags import flag_set
-        from rest_framework_simplejwt.exceptions import TokenError
+        from core.feature_flags import flag_set  # imported late, as Label Studio's middleware does
 
         try:
             user_and_token = JWTUserWithOrganization().authenticate(request)

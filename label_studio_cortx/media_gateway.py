@@ -86,9 +86,10 @@ def _fast_storage(environ: dict) -> tuple[tuple[Any, Any], media_links.MediaLink
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     if time.time() - float(session.get("last_login") or 0) > settings.MAX_SESSION_AGE:
         return None  # Label Studio's inactivity middleware would log this session out
-    if not _of_the_links_user(session, link):
-        return None
-    found = media_storages.rows.get(link.storage_id)
+    with prepared.statements():  # the fast path's database work: the checks above need none
+        if not _of_the_links_user(session, link):
+            return None
+        found = media_storages.rows.get(link.storage_id)
     if found is None or found[0].presign or not found[0].can_resolve_url(link.uri):
         return None
     return found, link
@@ -260,8 +261,7 @@ def wrap(application: WsgiApp) -> WsgiApp:
         close_old_connections()  # what Django's request_started does: CONN_MAX_AGE and health checks apply
         answer = None
         try:
-            with prepared.statements():
-                found = _fast_storage(environ)
+            found = _fast_storage(environ)
             if found is not None:
                 (storage, client), link = found
                 answer = media.serve(
