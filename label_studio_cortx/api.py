@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -12,8 +13,12 @@ from typing import Any
 from urllib.parse import unquote
 
 import yaml
+from core.middleware import HumanSignalCspMiddleware
 from core.permissions import ViewClassPermission, all_permissions
+from csp.utils import build_policy
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext
@@ -443,6 +448,31 @@ class JWTMiddlewareWithOrganization(JWTAuthenticationMiddleware):
         except (JWTAuthenticationFailed, InvalidToken, TokenError) as exc:
             logger.info("JWT authentication failed: %s", exc)  # Label Studio's: other authentication may follow
         return self.get_response(request)
+
+
+class CspMiddlewareWithPolicyKept(HumanSignalCspMiddleware):
+    """Label Studio's CSP middleware on the token path, with the policy built from the settings alone kept until a
+    ``CSP_`` setting changes. django-csp builds the header string again for every response (a fifteenth of an API
+    client's image, docs/performance.md); a response or request that brings its own part (a view's ``csp_update``,
+    ``csp_replace`` or ``csp`` decorator, a nonce a template asked for) still gets its policy built for it."""
+
+    def build_policy(self, request, response):
+        if getattr(request, "_csp_nonce", None) or any(
+            getattr(response, name, None) for name in ("_csp_config", "_csp_update", "_csp_replace")
+        ):
+            return super().build_policy(request, response)
+        return _settings_policy()
+
+
+@functools.cache
+def _settings_policy() -> str:
+    return build_policy()
+
+
+@receiver(setting_changed)
+def _csp_setting_changed(setting: str, **_kwargs) -> None:
+    if setting.startswith("CSP_"):
+        _settings_policy.cache_clear()
 
 
 def served(request, storage, uri: str, client=None) -> HttpResponse | StreamingHttpResponse:

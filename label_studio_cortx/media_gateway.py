@@ -21,8 +21,9 @@ An API client's GET of ``/tasks/<id>/resolve/`` or ``/projects/<id>/resolve/`` (
 resolve view itself (``api.CortxTaskResolveStorageUri``: Label Studio's authentication and permission classes and
 its task check, then the CORTX storage or Label Studio's own resolver), behind only those of Label Studio's
 middleware that act on such a request - CORS, Django's security headers, ``X-Api-Key``, the JWT access token, the
-CSP headers - instead of all twenty. The others are for browser sessions (session, CSRF, messages, session
-timeouts), for writes (last activity), or telemetry. A 401 or 403 goes to Django after all, so every refusal is
+CSP headers (the last two as ``api``'s variants: the same answers with less work per image) - instead of all
+twenty. The others are for browser sessions (session, CSRF, messages, session timeouts), for writes (last
+activity), or telemetry. A 401 or 403 goes to Django after all, so every refusal is
 decided by Label Studio's whole stack. Both fast paths are off as soon as ``settings.MIDDLEWARE`` holds anything
 not reviewed here (an admin's own IP allowlist or audit log then sees every request).
 """
@@ -194,6 +195,8 @@ def _token_handlers(middleware: tuple[str, ...]) -> dict[str, Callable]:
             found = import_string(path)
             if found is api.JWTAuthenticationMiddleware:  # Label Studio's, with its user read in one statement
                 found = api.JWTMiddlewareWithOrganization
+            elif found is api.HumanSignalCspMiddleware:  # Label Studio's, with its policy built once
+                found = api.CspMiddlewareWithPolicyKept
             handler = found(handler)
         handlers[route] = handler
     return handlers

@@ -896,3 +896,40 @@ def test_a_jwt_is_checked_with_its_user_and_organization_in_one_statement(user, 
     assert call(app, url, authorization=f"Bearer {access_token}")[0] == 200
     user.delete()
     assert call(app, url, authorization=f"Bearer {access_token}")[0] == FELL_THROUGH and full_path() == 401
+
+
+def test_the_token_paths_csp_is_label_studios_built_once_per_settings(user, image, tokens, settings, monkeypatch):
+    """The token path's report-only policy is the header Label Studio's CSP middleware gives the full path; it is built
+    once, built again after a CSP_ setting changes, and built for a response or request with its own CSP parts."""
+    from csp.utils import build_policy
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from label_studio_cortx import api
+
+    _, _, task = image
+    legacy, _ = tokens
+    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
+    header = "Content-Security-Policy-Report-Only"
+    built = []
+    monkeypatch.setattr(api, "build_policy", lambda **parts: built.append(parts) or build_policy(**parts))
+    api._settings_policy.cache_clear()
+
+    def full_path() -> str:
+        return Client().get(url, HTTP_AUTHORIZATION=f"Token {legacy}")[header]
+
+    answers = [call(app, url, authorization=f"Token {legacy}") for _ in range(3)]
+    assert {a[1][header] for a in answers} == {full_path()} and len(built) == 1
+    assert answers[0][1]["Content-Security-Policy"] == "sandbox"  # the object's own policy stays
+    settings.CSP_IMG_SRC = ("'self'", "https://images.example")
+    status, answer, _ = call(app, url, authorization=f"Token {legacy}")
+    assert status == 200 and "img-src 'self' https://images.example" in answer[header] and len(built) == 2
+    assert answer[header] == full_path()
+
+    middleware = api.CspMiddlewareWithPolicyKept(lambda request: HttpResponse())
+    request, response = RequestFactory().get("/"), HttpResponse()
+    response._csp_update = {"img-src": "https://updated.example"}
+    assert "https://updated.example" in middleware.build_policy(request, response)
+    request._csp_nonce = "bm9uY2U="
+    assert "'nonce-bm9uY2U='" in middleware.build_policy(request, HttpResponse())
+    assert "https://updated.example" not in middleware.build_policy(RequestFactory().get("/"), HttpResponse())
