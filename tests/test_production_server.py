@@ -110,6 +110,8 @@ def test_gunicorn_with_redis_and_an_rq_worker_syncs_exports_and_proxies_media(st
         first = api.get(url)
         assert first.status_code == 200 and first.content == IMAGE
         assert api.session.cookies and "Content-Language" not in first.headers and first.headers["Referrer-Policy"]
+        csp = "Content-Security-Policy-Report-Only"  # Label Studio's policy, built once on this path: the same header
+        assert first.headers[csp] and first.headers[csp] == api.get(f"/api/tasks/{task['id']}").headers[csp]
         again = api.get(url, headers={"If-None-Match": first.headers["ETag"]})
         assert again.status_code == 304 and again.content == b""
 
