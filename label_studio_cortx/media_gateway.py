@@ -23,9 +23,9 @@ its task check, then the CORTX storage or Label Studio's own resolver), behind o
 middleware that act on such a request - CORS, Django's security headers, ``X-Api-Key``, the JWT access token, the
 CSP headers (the last two as ``api``'s variants: the same answers with less work per image) - instead of all
 twenty. The others are for browser sessions (session, CSRF, messages, session timeouts), for writes (last
-activity), or telemetry. A 401 or 403 goes to Django after all, so every refusal is
-decided by Label Studio's whole stack. Both fast paths are off as soon as ``settings.MIDDLEWARE`` holds anything
-not reviewed here (an admin's own IP allowlist or audit log then sees every request).
+activity), or telemetry. A 401 or 403 goes to Django after all, so every refusal is decided by Label Studio's whole
+stack. Both fast paths are off as soon as ``settings.MIDDLEWARE`` holds anything not reviewed here (an admin's own
+IP allowlist or audit log then sees every request).
 """
 
 from __future__ import annotations
