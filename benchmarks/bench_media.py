@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -96,10 +97,36 @@ def cpu_seconds(pid: int | None) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every CPU of the machine spent outside idle and I/O wait since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_seconds() -> float:
+    """CPU seconds of the PostgreSQL server processes running now (the web workers' backends among them)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            head, _, rest = stat.read_text().rpartition(")")
+            if head.endswith("(postgres"):
+                fields = rest.split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def own_seconds() -> float:
+    """CPU seconds of this process: the benchmark's client threads."""
+    times = os.times()
+    return times.user + times.system
+
+
 def load(fetch, clients: int, seconds: float, web_pid: int | None = None) -> dict[str, float]:
-    """``fetch(rng) -> bytes`` from ``clients`` threads for ``seconds``: throughput, latency and the CPU time the
-    web server (``web_pid`` and its workers) spent per request."""
-    web_cpu = cpu_seconds(web_pid)
+    """``fetch(rng) -> bytes`` from ``clients`` threads for ``seconds``: throughput, latency, the CPU time the
+    web server (``web_pid`` and its workers) spent per request, and the whole machine's CPU per request split into
+    the benchmark's clients, the web server, PostgreSQL and the rest (the S3 server, the kernel, anything else)."""
+    web_cpu, busy, postgres, own = cpu_seconds(web_pid), machine_busy_seconds(), postgres_seconds(), own_seconds()
     latencies: list[float] = []
     total = [0]
     lock = threading.Lock()
@@ -123,8 +150,15 @@ def load(fetch, clients: int, seconds: float, web_pid: int | None = None) -> dic
         thread.join()
     elapsed = time.perf_counter() - started
     web_cpu = cpu_seconds(web_pid) - web_cpu
+    busy, postgres, own = machine_busy_seconds() - busy, postgres_seconds() - postgres, own_seconds() - own
+    per = 1000 / max(len(latencies), 1)
     return {
         "web_cpu_ms": web_cpu / len(latencies) * 1000 if latencies and web_pid else 0.0,
+        "machine_cpu_ms": busy * per,
+        "client_cpu_ms": own * per,
+        "postgres_cpu_ms": postgres * per,
+        "other_cpu_ms": max(busy - own - postgres - web_cpu, 0.0) * per,
+        "busy_cpus": busy / elapsed,
         "requests": len(latencies),
         "mib_per_s": total[0] / elapsed / 1024 / 1024,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
@@ -200,6 +234,71 @@ def row(web: str, path: str, clients: int, result: dict, bare: dict, plain: dict
         f"{result['mib_per_s'] / plain['mib_per_s']:.2f}x",
         f"{result['p95_ms']:.0f}",
         f"{result['web_cpu_ms']:.1f}" if result["web_cpu_ms"] else "-",
+    ]
+
+
+def interleaved(fetches: list[tuple[str, Any, int | None]], clients: int, seconds: float, rounds: int) -> dict:
+    """``rounds`` rounds of every (name, fetch, web pid) in turn, the order reversed every other round: {name: [result
+    per round]}. Each path is then compared with the floor of its own round, measured within a minute of it."""
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in fetches}
+    for number in range(rounds):
+        for name, fetch, pid in fetches if number % 2 == 0 else fetches[::-1]:
+            results[name].append(load(fetch, clients, seconds, web_pid=pid))
+        log(f"round {number + 1}/{rounds}: " + ", ".join(f"{n} {r[-1]['mib_per_s']:.0f}" for n, r in results.items()))
+    return results
+
+
+ROUND_FLOOR = "bare GET (boto3)"
+
+
+def rounds_table(results: dict, clients: int) -> str:
+    """Per path: its ratios to the same round's bare GET (median, lowest, highest), how many rounds met the target,
+    and the machine's CPU per image, split."""
+    floor = results[ROUND_FLOOR]
+    rows = []
+    for name, measured in results.items():
+        ratio = [m["mib_per_s"] / f["mib_per_s"] for m, f in zip(measured, floor, strict=True)]
+        p50 = [m["p50_ms"] / f["p50_ms"] for m, f in zip(measured, floor, strict=True)]
+        met = sum(1 for r, q in zip(ratio, p50, strict=True) if r >= 0.5 and q < 2)
+
+        def median(key: str, measured=measured) -> float:
+            return statistics.median(m[key] for m in measured)
+
+        rows.append(
+            [
+                name,
+                f"{median('mib_per_s'):.1f}",
+                f"{statistics.median(ratio):.2f}x ({min(ratio):.2f}-{max(ratio):.2f})",
+                f"{statistics.median(p50):.1f}x ({min(p50):.1f}-{max(p50):.1f})",
+                "-" if name == ROUND_FLOOR else f"{met} of {len(ratio)}",
+                f"{median('machine_cpu_ms'):.1f}",
+                f"{median('client_cpu_ms'):.1f}",
+                f"{median('web_cpu_ms'):.1f}" if median("web_cpu_ms") else "-",
+                f"{median('postgres_cpu_ms'):.1f}",
+                f"{median('other_cpu_ms'):.1f}",
+                f"{median('busy_cpus'):.2f}",
+            ]
+        )
+    header = ["Path", "MiB/s", "vs bare GET (lowest-highest)", "p50 vs bare", "rounds meeting the target"]
+    header += ["machine CPU ms", "clients", "web server", "PostgreSQL", "S3 server and rest", "CPUs busy"]
+    return md_table(header, rows)
+
+
+def rounds_section(args, results: dict, clients: int, web_name: str) -> list[str]:
+    """The interleaved rounds' table and what it shows, ahead of the run's full table."""
+    count = len(results[ROUND_FLOOR])
+    return [
+        f"**The target, in {count} interleaved rounds** ({web_name}, {clients} clients, {args.round_seconds:g} s per "
+        "path and round, the order reversed every other round; each path against the bare GET of its own round). "
+        "*machine CPU ms*: all CPUs' busy time per image (from /proc/stat), split into the benchmark's client threads, "
+        "the web server's processes, PostgreSQL's processes and the rest (the S3 server, the kernel's work not "
+        "charged to those, anything else running). A path whose images cost the machine twice the bare GET's CPU "
+        "cannot reach 0.5x while the CPUs are full.",
+        "",
+        rounds_table(results, clients),
+        "",
+        "**Every measurement**, one after the other:",
+        "",
     ]
 
 
@@ -333,6 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--db", choices=sorted(DATABASES), default="sqlite", help="Label Studio's database (default: sqlite)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="then this many interleaved rounds under gunicorn at the most clients: the bare GET, the bare WSGI "
+        "proxy and the CORTX paths in turn, each compared with its own round's bare GET (default: 0, none)",
+    )
+    parser.add_argument("--round-seconds", type=float, default=5.0, help="per path and round (default: 5)")
     parser.add_argument("--quick", action="store_true", help="16 images, 5 s per measurement, prints only")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
@@ -347,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     rows: list[list[str]] = []
     measured: list[tuple[str, str, int, dict]] = []
+    round_results: dict | None = None
     endpoint = start_server(args.server, work)
     postgres = PostgresDatabases(f"media{os.getpid()}") if args.db == "postgresql" else None
     try:
@@ -382,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
                         result = load(fetch, n, args.seconds, web_pid=server.pid)
                         log(f"{web} {name} {n} clients: {result['mib_per_s']:.1f} MiB/s, p50 {result['p50_ms']:.0f} ms")
                         measured.append((web_name, name, n, result))
+                    if args.rounds and web == "gunicorn" and kind == "cortx":
+                        with bare_proxy(endpoint, args.gunicorn_workers) as (url, pid):
+                            fetches = [(ROUND_FLOOR, floor_fetch(endpoint, keys), None)]
+                            fetches.append((PATHS["bare"], plain_fetch(url, keys, size), pid))
+                            fetches += [(name, fetch, server.pid) for name, fetch in paths]
+                            round_results = interleaved(fetches, max(clients), args.round_seconds, args.rounds)
         last_floor = floors(endpoint, keys, size, clients, args.seconds)
     finally:
         endpoint.stop()
@@ -415,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             "*vs plain GET*: against the same objects fetched with the proxied paths' own HTTP client. "
             "*web CPU ms*: CPU time of the web server's processes per image.",
             "",
+            *([] if round_results is None else rounds_section(args, round_results, max(clients), gunicorn_name)),
             md_table(
                 [
                     "Web server",
