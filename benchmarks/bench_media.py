@@ -292,8 +292,8 @@ def rounds_section(args, results: dict, clients: int, web_name: str) -> list[str
         "path and round, the order reversed every other round; each path against the bare GET of its own round). "
         "*machine CPU ms*: all CPUs' busy time per image (from /proc/stat), split into the benchmark's client threads, "
         "the web server's processes, PostgreSQL's processes and the rest (the S3 server, the kernel's work not "
-        "charged to those, anything else running). A path whose images cost the machine twice the bare GET's CPU "
-        "cannot reach 0.5x while the CPUs are full.",
+        "charged to those, anything else running). A path's throughput against the bare GET's is the ratio of their "
+        "busy CPUs times the inverse ratio of their machine CPU per image.",
         "",
         rounds_table(results, clients),
         "",
