@@ -251,7 +251,7 @@ def interleaved(fetches: list[tuple[str, Any, int | None]], clients: int, second
 ROUND_FLOOR = "bare GET (boto3)"
 
 
-def rounds_table(results: dict, clients: int) -> str:
+def rounds_table(results: dict) -> str:
     """Per path: its ratios to the same round's bare GET (median, lowest, highest), how many rounds met the target,
     and the machine's CPU per image, split."""
     floor = results[ROUND_FLOOR]
@@ -295,7 +295,7 @@ def rounds_section(args, results: dict, clients: int, web_name: str) -> list[str
         "charged to those, anything else running). A path's throughput against the bare GET's is the ratio of their "
         "busy CPUs times the inverse ratio of their machine CPU per image.",
         "",
-        rounds_table(results, clients),
+        rounds_table(results),
         "",
         "**Every measurement**, one after the other:",
         "",
