@@ -43,9 +43,11 @@ from benchmarks.bench_sync import (  # noqa: E402
     load_average,
     log,
     md_table,
+    process_cpu_seconds,
     start_server,
     write_doc,
 )
+from benchmarks.bench_sync import cpu_seconds as own_seconds  # noqa: E402
 from label_studio_cortx.devservers.ls_server import start_label_studio  # noqa: E402
 
 DEFAULT_DOC = REPO / "docs" / "performance.md"
@@ -87,14 +89,7 @@ def cpu_seconds(pid: int | None) -> float:
     if pid is None:
         return 0.0
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    total = 0.0
-    for each in [str(pid), *children]:
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(process_cpu_seconds(int(each)) for each in [pid, *children])
 
 
 def machine_busy_seconds() -> float:
@@ -107,19 +102,11 @@ def machine_busy_seconds() -> float:
 def postgres_seconds() -> float:
     """CPU seconds of the PostgreSQL server processes running now (the web workers' backends among them)."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            head, _, rest = stat.read_text().rpartition(")")
-            if head.endswith("(postgres"):
-                fields = rest.split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "postgres":
+                total += process_cpu_seconds(int(comm.parent.name))
     return total
-
-
-def own_seconds() -> float:
-    """CPU seconds of this process: the benchmark's client threads."""
-    times = os.times()
-    return times.user + times.system
 
 
 def load(fetch, clients: int, seconds: float, web_pid: int | None = None) -> dict[str, float]:
