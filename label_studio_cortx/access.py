@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import weakref
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -73,6 +74,25 @@ def token_user(key: str) -> Token | None:
     token, *user = _instances(row, (Token, *_USER_MODELS))
     token.user = _joined(*user)
     return token
+
+
+class TokenOwner(NamedTuple):
+    user_id: int
+    is_active: bool
+    organization_id: int | None  # the user's active organization
+    legacy_tokens_enabled: bool | None  # its JWT settings' switch; None when it has no JWT settings row yet
+
+
+def token_owner(key: str) -> TokenOwner | None:
+    """What Label Studio's token authentication decides an API token's request on, without the model instances it
+    builds: the token's user, whether they are active, their active organization and its legacy-token switch."""
+    with connection.cursor() as cursor:
+        cursor.execute(_token_owner_sql(connection.vendor), [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user_id, is_active, organization_id, legacy = row
+    return TokenOwner(user_id, bool(is_active), organization_id, None if legacy is None else bool(legacy))
 
 
 def user_with_organization(user_id: object) -> User | None:
@@ -230,4 +250,19 @@ def _task_sql(vendor: str) -> str:
         f" EXISTS ({_deleted_membership('%s', _column(project, 'organization'))})"
         f" FROM {quote(task.db_table)} INNER JOIN {quote(project.db_table)}"
         f" ON {_column(task, 'project')} = {_column(project, 'id')} WHERE {_column(task, 'id')} = %s"
+    )
+
+
+@functools.cache
+def _token_owner_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    token, user, jwt = Token._meta, User._meta, JWTSettings._meta
+    return (
+        f"SELECT {_column(user, 'id')}, {_column(user, 'is_active')}, {_column(user, 'active_organization')},"
+        f" {_column(jwt, 'legacy_api_tokens_enabled')}"
+        f" FROM {quote(token.db_table)} INNER JOIN {quote(user.db_table)}"
+        f" ON {_column(token, 'user')} = {_column(user, 'id')}"
+        f" LEFT OUTER JOIN {quote(jwt.db_table)}"
+        f" ON {_column(jwt, 'organization')} = {_column(user, 'active_organization')}"
+        f" WHERE {_column(token, 'key')} = %s"
     )

@@ -41,6 +41,7 @@ from jwt_auth.auth import TokenAuthenticationPhaseout
 from jwt_auth.middleware import JWTAuthenticationMiddleware
 from projects.models import Project
 from rest_framework import generics
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -62,6 +63,8 @@ from .source import events, media, media_links
 from .target import snapshots
 
 logger = logging.getLogger(__name__)
+
+_JWT_FLAG = "fflag__feature_develop__prompts__dia_1829_jwt_token_auth"  # Label Studio's JWT switch and token phase-out
 
 TAGS = ["Storage: CORTX S3"]
 
@@ -441,7 +444,7 @@ class JWTMiddlewareWithOrganization(JWTAuthenticationMiddleware):
             user_and_token = JWTUserWithOrganization().authenticate(request)
             if user_and_token:
                 user = user_and_token[0]
-                enabled = flag_set("fflag__feature_develop__prompts__dia_1829_jwt_token_auth", user=user)
+                enabled = flag_set(_JWT_FLAG, user=user)
                 if enabled and user.active_organization.jwt.api_tokens_enabled:
                     request.user = user
                     request.is_jwt = True
@@ -522,6 +525,89 @@ class CortxTaskResolveStorageUri(CortxResolveMixin, TaskResolveStorageUri):
         if found is None:
             return Response(status=404)
         return self.resolve(request, fileuri, *found)
+
+
+_LEGACY_TOKEN_LOG = logging.getLogger("jwt_auth.auth")  # Label Studio's own logger and line for a legacy token's use
+_JSON_MEDIA = frozenset({"*/*", "application/*", "application/json"})  # what DRF's JSON renderer answers
+
+
+def task_media_for_api_client(request, task_id: int) -> HttpResponse | StreamingHttpResponse | None:
+    """``/tasks/<id>/resolve/`` for an API client, without DRF's view, when what the view would do is plain: DRF's
+    authenticators accept the request (``api_client``), the user may read the task (``access.task_access``), a CORTX
+    storage of its project proxies the object; then the answer is ``served``, as from the view. None for anything
+    else (no ``fileuri``, a refusal, a presigned storage, Label Studio's own storages, an ``Accept`` the view's JSON
+    renderer would refuse, REST framework settings not Label Studio's): the view decides it.
+
+    DRF's view and Label Studio's authentication around the token's one statement (the request context, the feature
+    flags, five model instances, the JWT settings' transaction) were a third of an API client's image in process
+    (docs/performance.md)."""
+    if request.method != "GET" or "format" in request.GET or not _as_label_studio_configures_drf():
+        return None
+    fileuri = request.GET.get("fileuri")
+    if fileuri is None or not _renders_json(request.META.get("HTTP_ACCEPT", "")):
+        return None
+    user_id = api_client(request)
+    if user_id is None:
+        return None
+    found = access.task_access(task_id, user_id)
+    if found is None or not found[1]:
+        return None
+    uri = decoded_fileuri(fileuri)
+    entry = cortx_storage_for(found[0].project, uri)
+    if entry is None or entry[0].presign:
+        return None
+    return served(request, entry[0], uri, entry[1])
+
+
+def api_client(request) -> int | None:
+    """The id of the user the resolve view's authenticators would accept for this request, when they would accept it
+    as they are configured in Label Studio; None for anything else, refusals included (the view decides those).
+
+    DRF tries them in order. Label Studio's token authentication (``TokenAuthenticationPhaseout``) takes a header with
+    the ``Token`` keyword (Label Studio's middleware has made an ``X-Api-Key`` one): the token must exist and its user
+    be active (DRF), and where Label Studio's JWT feature flag is on, the user's active organization must allow legacy
+    tokens; each use is logged under Label Studio's logger with its line. Without the keyword, DRF's session
+    authentication takes the user Label Studio's JWT middleware set (the token path runs no session middleware), if
+    active; a GET passes its CSRF check."""
+    from core.feature_flags import flag_set  # Label Studio's feature flags, read as its authentication reads them
+
+    keyword, _, rest = request.META.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+    if keyword.lower() != "token":
+        user = request.user if getattr(request, "is_jwt", False) else None
+        return user.pk if user is not None and user.is_active else None
+    key = rest.strip()
+    # One printable ASCII word, as long as Label Studio's keys may be (an admin's LABEL_STUDIO_USER_TOKEN, say);
+    # anything else (more words, control characters) is DRF's to refuse or Label Studio's to decide.
+    if not key or len(key) > Token._meta.get_field("key").max_length or not (key.isascii() and key.isprintable()):
+        return None
+    if " " in key:
+        return None
+    owner = access.token_owner(key)
+    if owner is None or not owner.is_active:
+        return None
+    if flag_set(_JWT_FLAG):
+        if owner.organization_id is not None and not owner.legacy_tokens_enabled:
+            return None  # refused (False), or the organization's JWT settings not made yet (None): the view decides
+        _LEGACY_TOKEN_LOG.info(
+            "Legacy token authentication used",
+            extra={"user_id": owner.user_id, "organization_id": owner.organization_id, "endpoint": request.path},
+        )
+    return owner.user_id
+
+
+def _renders_json(accept: str) -> bool:
+    # DRF's content negotiation: a 406 unless some media type the client accepts matches its JSON renderer.
+    return not accept.strip() or any(part.split(";")[0].strip() in _JSON_MEDIA for part in accept[:1024].split(","))
+
+
+def _as_label_studio_configures_drf() -> bool:
+    view = CortxTaskResolveStorageUri
+    return (
+        tuple(view.authentication_classes) == (TokenAuthenticationPhaseout, SessionAuthentication)
+        and tuple(view.permission_classes) == (IsAuthenticated,)
+        and not view.throttle_classes
+        and TokenWithOrganization().get_model() is Token
+    )
 
 
 @extend_schema(exclude=True)

@@ -23,9 +23,11 @@ its task check, then the CORTX storage or Label Studio's own resolver), behind o
 middleware that act on such a request - CORS, Django's security headers, ``X-Api-Key``, the JWT access token, the
 CSP headers (the last two as ``api``'s variants: the same answers with less work per image) - instead of all
 twenty. The others are for browser sessions (session, CSRF, messages, session timeouts), for writes (last
-activity), or telemetry. A 401 or 403 goes to Django after all, so every refusal is decided by Label Studio's whole
-stack. Both fast paths are off as soon as ``settings.MIDDLEWARE`` holds anything not reviewed here (an admin's own
-IP allowlist or audit log then sees every request).
+activity), or telemetry. Behind them, on the task route, ``api.task_media_for_api_client`` answers first the GETs the
+view would simply stream (DRF's authenticators would accept, the access rule allows, a CORTX storage proxies the
+object) and leaves the rest to the view. A 401 or 403 goes to Django after all, so every refusal is decided by
+Label Studio's whole stack. Both fast paths are off as soon as ``settings.MIDDLEWARE`` holds anything not reviewed
+here (an admin's own IP allowlist or audit log then sees every request).
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ def _token_handlers(middleware: tuple[str, ...]) -> dict[str, Callable]:
         ("tasks", api.CortxTaskResolveStorageUri, "task_id"),
         ("projects", api.CortxProjectResolveStorageUri, "project_id"),
     ):
-        handler = _dispatch(view.as_view(), kwarg)
+        handler = _dispatch(view.as_view(), kwarg, api.task_media_for_api_client if route == "tasks" else None)
         for path in reversed([name for name in middleware if name in _TOKEN_MIDDLEWARE]):
             found = import_string(path)
             if found is api.JWTAuthenticationMiddleware:  # Label Studio's, with its user read in one statement
@@ -202,9 +204,16 @@ def _token_handlers(middleware: tuple[str, ...]) -> dict[str, Callable]:
     return handlers
 
 
-def _dispatch(view: Callable, kwarg: str) -> Callable:
+def _dispatch(view: Callable, kwarg: str, plain: Callable | None = None) -> Callable:
+    """The view behind the token middleware; ``plain`` (``api.task_media_for_api_client``) answers first what needs
+    none of DRF's view, and leaves the rest to it."""
+
     def dispatch(request):
-        response = view(request, **{kwarg: int(_RESOLVE.match(request.path_info).group(2))})
+        object_id = int(_RESOLVE.match(request.path_info).group(2))
+        response = plain(request, object_id) if plain is not None else None
+        if response is not None:
+            return response
+        response = view(request, **{kwarg: object_id})
         if callable(getattr(response, "render", None)):  # a DRF Response, rendered where Django's handler would
             response = response.render()
         return response

@@ -584,6 +584,95 @@ def test_an_api_client_refused_on_the_token_path_gets_label_studios_own_answer(u
     assert inner.calls == calls + 3
 
 
+def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view_decides(
+    user, image, tokens, monkeypatch, caplog
+):
+    """On the token path a GET of the task route that the resolve view would simply stream from a CORTX storage is
+    answered without DRF's view (``api.task_media_for_api_client``): an API token (any case of the keyword, extra
+    spaces, X-Api-Key) and a JWT access token. Everything else goes to the view, which decides as before. Beside each
+    case, the full path's answer (Django's whole stack and the view): the plain path serves nothing the view would
+    not, and logs a legacy token's use as Label Studio does."""
+    from django.utils import timezone
+    from jwt_auth.models import JWTSettings
+    from rest_framework.authtoken.models import Token
+    from users.models import User
+
+    from label_studio_cortx import access, api
+    from label_studio_cortx.models import CortxImportStorage
+
+    _, storage, task = image
+    legacy, access_token = tokens
+    url, app, views = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough()), []
+    view_initial = api.CortxTaskResolveStorageUri.initial  # DRF's checks, before the view's handler
+
+    def counted(view, request, *args, **kwargs):
+        views.append(request.path)
+        return view_initial(view, request, *args, **kwargs)
+
+    monkeypatch.setattr(api.CortxTaskResolveStorageUri, "initial", counted)
+
+    def decided(path: str = url, **headers: str) -> tuple[str, int, int]:
+        """(who answered on the token path: plain, view or django; its status; the full path's status)"""
+        seen = len(views)
+        status = call(app, path, **headers)[0]
+        who = "django" if status == FELL_THROUGH else "view" if len(views) > seen else "plain"
+        full = Client().get(path, **{f"HTTP_{name.upper()}": value for name, value in headers.items()})
+        return who, status, full.status_code
+
+    with caplog.at_level(logging.INFO, logger="jwt_auth.auth"):
+        assert decided(authorization=f"Token {legacy}") == ("plain", 200, 200)
+    logged = [r for r in caplog.records if r.getMessage() == "Legacy token authentication used"]
+    assert logged and logged[0].user_id == user.pk and logged[0].organization_id == user.active_organization_id
+    assert decided(authorization=f"token  {legacy} ") == ("plain", 200, 200)
+    assert decided(x_api_key=legacy) == ("plain", 200, 200)
+    assert decided(authorization=f"Bearer {access_token}") == ("plain", 200, 200)
+    assert decided(authorization=f"Token {legacy}", accept="image/avif,image/webp,*/*;q=0.8") == ("plain", 200, 200)
+    assert decided(authorization=f"Token {legacy}", range="bytes=0-9") == ("plain", 206, 206)
+    # What DRF's view does differently, the view does: its JSON renderer refuses an Accept it cannot meet.
+    assert decided(authorization=f"Token {legacy}", accept="image/png") == ("view", 406, 406)
+    assert decided(f"{url}&format=json", authorization=f"Token {legacy}") == ("view", 200, 200)
+    for header in ("Token nope", f"Token {legacy} {legacy}", "Token", f"Token {legacy}x", f"Token {'x' * 41}"):
+        assert decided(authorization=header) == ("django", FELL_THROUGH, 401), header
+    assert decided(authorization=f"Token {legacy[:-1]}\x01") == ("django", FELL_THROUGH, 401)
+    assert decided(authorization=f"Bearer {access_token[:-4]}AAAA") == ("django", FELL_THROUGH, 401)
+
+    owner = access.token_owner(legacy)
+    assert owner == (user.pk, True, user.active_organization_id, True) and access.token_owner("nope") is None
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert access.token_owner(legacy).is_active is False
+    assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
+    User.objects.filter(pk=user.pk).update(is_active=True)
+
+    member = User.objects.create_user(email="member@example.com", password="member-pass-123", username="m")
+    organization = user.active_organization
+    organization.add_user(member)
+    member.active_organization = organization
+    member.save()
+    member_token = Token.objects.get_or_create(user=member)[0].key
+    assert decided(authorization=f"Token {member_token}") == ("plain", 200, 200)
+    organization.members.filter(user=member).update(deleted_at=timezone.now())  # revoked
+    assert decided(authorization=f"Token {member_token}") == ("django", FELL_THROUGH, 403)
+
+    JWTSettings.objects.filter(organization=organization).update(legacy_api_tokens_enabled=False)
+    assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
+    assert decided(authorization=f"Bearer {access_token}") == ("plain", 200, 200)
+    monkeypatch.setenv(api._JWT_FLAG, "false")  # Label Studio's flag off: no phase-out, legacy tokens accepted
+    assert decided(authorization=f"Token {legacy}") == ("plain", 200, 200)
+    monkeypatch.delenv(api._JWT_FLAG)
+    JWTSettings.objects.filter(organization=organization).delete()  # Label Studio makes them, legacy tokens off
+    assert access.token_owner(legacy).legacy_tokens_enabled is None
+    assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
+    JWTSettings.objects.filter(organization=organization).update(legacy_api_tokens_enabled=True)
+
+    CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=True)  # the view's presign redirect
+    who, status, full = decided(authorization=f"Token {legacy}")
+    assert (who, status in (302, 303), full) == ("view", True, status)
+    CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=False)
+    elsewhere = _resolve_url(task, "s3://another-bucket/a.png")
+    assert decided(elsewhere, authorization=f"Token {legacy}")[::2] == ("view", 404)  # Label Studio's resolver
+    assert all(path.endswith("/resolve/") for path in views)
+
+
 def test_a_token_is_checked_with_its_user_and_organization_in_one_query(user, image, tokens):
     """Label Studio's token authentication reads the token's user, then the user's organization, its creator and its
     JWT settings: on the resolve views one query reads them all, and the checks stay Label Studio's (an organization
