@@ -520,6 +520,18 @@ def test_an_api_client_on_resolve_is_served_without_the_whole_middleware_stack(u
     assert inner.calls == 0
 
 
+def member_token(user, name: str) -> str:
+    """The API token of a new member of the user's organization (their active one), named ``name``."""
+    from rest_framework.authtoken.models import Token
+    from users.models import User
+
+    member = User.objects.create_user(email=f"{name}@example.com", password=f"{name}-pass-123", username=name)
+    user.active_organization.add_user(member)
+    member.active_organization = user.active_organization
+    member.save()
+    return Token.objects.get_or_create(user=member)[0].key
+
+
 def test_an_api_client_refused_on_the_token_path_gets_label_studios_own_answer(user, image, tokens, settings):
     """Every 401 and 403 goes to Django after all, so Label Studio's whole stack answers it: a wrong token, a JWT
     that does not verify, a revoked member's token, legacy tokens switched off for the organization, a deactivated
@@ -553,16 +565,10 @@ def test_an_api_client_refused_on_the_token_path_gets_label_studios_own_answer(u
     served = session.get(url, HTTP_AUTHORIZATION="Bearer nope")
     assert served.status_code == 200 and b"".join(served.streaming_content) == BODY
 
-    other = User.objects.create_user(email="other@example.com", password="other-pass-123", username="o")
     organization = user.active_organization
-    organization.add_user(other)
-    other.active_organization = organization
-    other.save()
-    from rest_framework.authtoken.models import Token
-
-    other_token = Token.objects.get_or_create(user=other)[0].key
+    other_token = member_token(user, "other")
     assert call(app, url, authorization=f"Token {other_token}")[0] == 200  # a member of the organization
-    organization.members.filter(user=other).update(deleted_at=timezone.now())
+    organization.members.filter(user__username="other").update(deleted_at=timezone.now())
     assert call(app, url, authorization=f"Token {other_token}")[0] == FELL_THROUGH
     assert full_path(authorization=f"Token {other_token}") == 403
 
@@ -594,7 +600,6 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     not, and logs a legacy token's use as Label Studio does."""
     from django.utils import timezone
     from jwt_auth.models import JWTSettings
-    from rest_framework.authtoken.models import Token
     from users.models import User
 
     from label_studio_cortx import access, api
@@ -643,15 +648,11 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
     User.objects.filter(pk=user.pk).update(is_active=True)
 
-    member = User.objects.create_user(email="member@example.com", password="member-pass-123", username="m")
     organization = user.active_organization
-    organization.add_user(member)
-    member.active_organization = organization
-    member.save()
-    member_token = Token.objects.get_or_create(user=member)[0].key
-    assert decided(authorization=f"Token {member_token}") == ("plain", 200, 200)
-    organization.members.filter(user=member).update(deleted_at=timezone.now())  # revoked
-    assert decided(authorization=f"Token {member_token}") == ("django", FELL_THROUGH, 403)
+    members_token = member_token(user, "member")
+    assert decided(authorization=f"Token {members_token}") == ("plain", 200, 200)
+    organization.members.filter(user__username="member").update(deleted_at=timezone.now())  # revoked
+    assert decided(authorization=f"Token {members_token}") == ("django", FELL_THROUGH, 403)
 
     JWTSettings.objects.filter(organization=organization).update(legacy_api_tokens_enabled=False)
     assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
