@@ -528,12 +528,11 @@ class CortxTaskResolveStorageUri(CortxResolveMixin, TaskResolveStorageUri):
 
 
 _LEGACY_TOKEN_LOG = logging.getLogger("jwt_auth.auth")  # Label Studio's own logger and line for a legacy token's use
-_JSON_MEDIA = frozenset({"*/*", "application/*", "application/json"})  # what DRF's JSON renderer answers
 
 
 def task_media_for_api_client(request, task_id: int) -> HttpResponse | StreamingHttpResponse | None:
     """``/tasks/<id>/resolve/`` for an API client, without DRF's view, when what the view would do is plain: DRF's
-    authenticators accept the request (``api_client``), the user may read the task (``access.task_access``), a CORTX
+    authenticators accept the request (``_api_client``), the user may read the task (``access.task_access``), a CORTX
     storage of its project proxies the object; then the answer is ``served``, as from the view. None for anything
     else (no ``fileuri``, a refusal, a presigned storage, Label Studio's own storages, an ``Accept`` the view's JSON
     renderer would refuse, REST framework settings not Label Studio's): the view decides it.
@@ -544,9 +543,9 @@ def task_media_for_api_client(request, task_id: int) -> HttpResponse | Streaming
     if request.method != "GET" or "format" in request.GET or not _as_label_studio_configures_drf():
         return None
     fileuri = request.GET.get("fileuri")
-    if fileuri is None or not _renders_json(request.META.get("HTTP_ACCEPT", "")):
+    if fileuri is None or not _renders_json(request.META.get("HTTP_ACCEPT")):
         return None
-    user_id = api_client(request)
+    user_id = _api_client(request)
     if user_id is None:
         return None
     found = access.task_access(task_id, user_id)
@@ -559,7 +558,7 @@ def task_media_for_api_client(request, task_id: int) -> HttpResponse | Streaming
     return served(request, entry[0], uri, entry[1])
 
 
-def api_client(request) -> int | None:
+def _api_client(request) -> int | None:
     """The id of the user the resolve view's authenticators would accept for this request, when they would accept it
     as they are configured in Label Studio; None for anything else, refusals included (the view decides those).
 
@@ -595,9 +594,16 @@ def api_client(request) -> int | None:
     return owner.user_id
 
 
-def _renders_json(accept: str) -> bool:
-    # DRF's content negotiation: a 406 unless some media type the client accepts matches its JSON renderer.
-    return not accept.strip() or any(part.split(";")[0].strip() in _JSON_MEDIA for part in accept[:1024].split(","))
+def _renders_json(accept: str | None) -> bool:
+    # DRF's content negotiation: a 406 unless some media type the client accepts matches its JSON renderer's
+    # (``*/*`` when the header is missing; an empty one matches nothing). A match past the first 4 KiB: the view's.
+    if accept is None:
+        return True
+    for part in accept[:4096].split(","):
+        main, _, sub = part.split(";")[0].strip().lower().partition("/")
+        if main in ("*", "application") and sub in ("*", "json"):
+            return True
+    return False
 
 
 def _as_label_studio_configures_drf() -> bool:

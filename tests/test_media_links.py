@@ -635,6 +635,8 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     assert decided(authorization=f"Token {legacy}", range="bytes=0-9") == ("plain", 206, 206)
     # What DRF's view does differently, the view does: its JSON renderer refuses an Accept it cannot meet.
     assert decided(authorization=f"Token {legacy}", accept="image/png") == ("view", 406, 406)
+    assert decided(authorization=f"Token {legacy}", accept="") == ("view", 406, 406)
+    assert decided(authorization=f"Token {legacy}", accept="*/JSON; q=0.1") == ("plain", 200, 200)
     assert decided(f"{url}&format=json", authorization=f"Token {legacy}") == ("view", 200, 200)
     for header in ("Token nope", f"Token {legacy} {legacy}", "Token", f"Token {legacy}x", f"Token {'x' * 41}"):
         assert decided(authorization=header) == ("django", FELL_THROUGH, 401), header
