@@ -36,17 +36,20 @@ from io_storages.api import (
     ImportStorageSyncAPI,
     ImportStorageValidateAPI,
 )
-from io_storages.proxy_api import ProjectResolveStorageUri, TaskResolveStorageUri
+from io_storages.proxy_api import ProjectResolveStorageUri, ResolveStorageUriAPIMixin, TaskResolveStorageUri
 from jwt_auth.auth import TokenAuthenticationPhaseout
 from jwt_auth.middleware import JWTAuthenticationMiddleware
 from projects.models import Project
 from rest_framework import generics
-from rest_framework.authentication import SessionAuthentication
+from rest_framework.authentication import SessionAuthentication, get_authorization_header
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed, NotFound, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.settings import api_settings as rest_settings
+from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed as JWTAuthenticationFailed
@@ -377,15 +380,23 @@ class CortxResolveMixin:
         # ``permitted``: the task route's answer from ``access.task_access``; the project route asks Label Studio.
         if not (instance.has_permission(request.user) if permitted is None else permitted):
             return Response(status=403)
-        uri = decoded_fileuri(fileuri)
-        project = instance if isinstance(instance, Project) else instance.project
-        found = cortx_storage_for(project, uri)
-        if found is None:
-            return super().resolve(request, fileuri, instance)
-        storage, client = found
-        if storage.presign:
-            return self.redirect_to_presign_url(uri, instance, type(instance).__name__)
-        return served(request, storage, uri, client)
+        answer = cortx_answer(request, fileuri, instance)
+        return super().resolve(request, fileuri, instance) if answer is None else answer
+
+
+def cortx_answer(request, fileuri: str, instance) -> HttpResponse | StreamingHttpResponse | Response | None:
+    """What a CORTX storage of the project of ``instance`` (a task or a project) answers for ``?fileuri=``: Label
+    Studio's presign redirect (a 404 ``Response`` where the storage cannot presign it) or the proxied stream; None when
+    no CORTX storage of the project resolves the URI (Label Studio's resolver's to answer). Access is the caller's."""
+    uri = decoded_fileuri(fileuri)
+    project = instance if isinstance(instance, Project) else instance.project
+    found = cortx_storage_for(project, uri)
+    if found is None:
+        return None
+    storage, client = found
+    if storage.presign:
+        return ResolveStorageUriAPIMixin().redirect_to_presign_url(uri, instance, type(instance).__name__)
+    return served(request, storage, uri, client)
 
 
 class TokenWithOrganization(TokenAuthenticationPhaseout):
@@ -533,85 +544,91 @@ _LEGACY_TOKEN_LOG = logging.getLogger("jwt_auth.auth")  # Label Studio's own log
 def task_media_for_api_client(request, task_id: int) -> HttpResponse | StreamingHttpResponse | None:
     """``/tasks/<id>/resolve/`` for an API client, without DRF's view, when what the view would do is plain: DRF's
     authenticators accept the request (``_api_client``), the user may read the task (``access.task_access``), a CORTX
-    storage of its project proxies the object; then the answer is ``served``, as from the view. None for anything
-    else (no ``fileuri``, a refusal, a presigned storage, Label Studio's own storages, an ``Accept`` the view's JSON
-    renderer would refuse, REST framework settings not Label Studio's): the view decides it.
+    storage of its project answers (``cortx_answer``: the stream, or the presign redirect); that answer is the
+    view's. None for anything else (no ``fileuri``, a refusal, Label Studio's own storages, a presign that fails, an
+    ``Accept`` or ``?format=`` the view's negotiation would refuse, REST framework settings not Label Studio's): the
+    view decides it.
 
     DRF's view and Label Studio's authentication around the token's one statement (the request context, the feature
     flags, five model instances, the JWT settings' transaction) were a third of an API client's image in process
     (docs/performance.md)."""
-    if request.method != "GET" or "format" in request.GET or not _as_label_studio_configures_drf():
-        return None
+    view = CortxTaskResolveStorageUri
     fileuri = request.GET.get("fileuri")
-    if fileuri is None or not _renders_json(request.META.get("HTTP_ACCEPT")):
+    if (
+        request.method != "GET"
+        or fileuri is None
+        or not (_as_label_studio_configures(view) and _negotiates(request, view))
+    ):
         return None
-    user_id = _api_client(request)
-    if user_id is None:
+    client = _api_client(request)
+    if client is None:
         return None
+    user_id, legacy_token = client
     found = access.task_access(task_id, user_id)
-    if found is None or not found[1]:
+    answer = cortx_answer(request, fileuri, found[0]) if found is not None and found[1] else None
+    if answer is None or isinstance(answer, Response):  # a DRF Response is the view's to render
         return None
-    uri = decoded_fileuri(fileuri)
-    entry = cortx_storage_for(found[0].project, uri)
-    if entry is None or entry[0].presign:
-        return None
-    return served(request, entry[0], uri, entry[1])
+    if legacy_token is not None:  # logged once the answer is this path's: the view logs its own
+        _LEGACY_TOKEN_LOG.info(
+            "Legacy token authentication used",
+            extra={"user_id": user_id, "organization_id": legacy_token.organization_id, "endpoint": request.path},
+        )
+    return answer
 
 
-def _api_client(request) -> int | None:
-    """The id of the user the resolve view's authenticators would accept for this request, when they would accept it
-    as they are configured in Label Studio; None for anything else, refusals included (the view decides those).
+def _api_client(request) -> tuple[int, access.TokenOwner | None] | None:
+    """(the user's id, the legacy API token's owner when Label Studio logs its use) for the user the resolve view's
+    authenticators would accept, when they would accept it as Label Studio configures them; None for anything else,
+    refusals included (the view decides those).
 
     DRF tries them in order. Label Studio's token authentication (``TokenAuthenticationPhaseout``) takes a header with
-    the ``Token`` keyword (Label Studio's middleware has made an ``X-Api-Key`` one): the token must exist and its user
-    be active (DRF), and where Label Studio's JWT feature flag is on, the user's active organization must allow legacy
-    tokens; each use is logged under Label Studio's logger with its line. Without the keyword, DRF's session
+    the ``Token`` keyword, parsed as DRF parses it (Label Studio's middleware has made an ``X-Api-Key`` one): the
+    token must exist and its user be active (DRF), and where Label Studio's JWT feature flag is on, the user's
+    active organization must allow legacy tokens, and the use is logged. Without the keyword, DRF's session
     authentication takes the user Label Studio's JWT middleware set (the token path runs no session middleware), if
     active; a GET passes its CSRF check."""
     from core.feature_flags import flag_set  # Label Studio's feature flags, read as its authentication reads them
 
-    keyword, _, rest = request.META.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
-    if keyword.lower() != "token":
+    words = get_authorization_header(request).split()
+    if not words or words[0].lower() != TokenWithOrganization.keyword.lower().encode():
         user = request.user if getattr(request, "is_jwt", False) else None
-        return user.pk if user is not None and user.is_active else None
-    key = rest.strip()
-    # One printable ASCII word, as long as Label Studio's keys may be (an admin's LABEL_STUDIO_USER_TOKEN, say);
-    # anything else (more words, control characters) is DRF's to refuse or Label Studio's to decide.
-    if not key or len(key) > Token._meta.get_field("key").max_length or not (key.isascii() and key.isprintable()):
+        return (user.pk, None) if user is not None and user.is_active else None
+    if len(words) != 2:
+        return None  # DRF refuses anything but one word after the keyword
+    key = words[1]
+    # A word longer than Label Studio's keys, or with control or non-ASCII characters, is not looked up here.
+    if len(key) > Token._meta.get_field("key").max_length or not (key.isascii() and key.decode().isprintable()):
         return None
-    if " " in key:
-        return None
-    owner = access.token_owner(key)
+    owner = access.token_owner(key.decode())
     if owner is None or not owner.is_active:
         return None
-    if flag_set(_JWT_FLAG):
-        if owner.organization_id is not None and not owner.legacy_tokens_enabled:
-            return None  # refused (False), or the organization's JWT settings not made yet (None): the view decides
-        _LEGACY_TOKEN_LOG.info(
-            "Legacy token authentication used",
-            extra={"user_id": owner.user_id, "organization_id": owner.organization_id, "endpoint": request.path},
-        )
-    return owner.user_id
+    if not flag_set(_JWT_FLAG):
+        return owner.user_id, None
+    if owner.organization_id is not None and not owner.legacy_tokens_enabled:
+        return None  # refused (False), or the organization's JWT settings not made yet (None): the view decides
+    return owner.user_id, owner
 
 
-def _renders_json(accept: str | None) -> bool:
-    # DRF's content negotiation: a 406 unless some media type the client accepts matches its JSON renderer's
-    # (``*/*`` when the header is missing; an empty one matches nothing). A match past the first 4 KiB: the view's.
-    if accept is None:
-        return True
-    for part in accept[:4096].split(","):
-        main, _, sub = part.split(";")[0].strip().lower().partition("/")
-        if main in ("*", "application") and sub in ("*", "json"):
-            return True
-    return False
+def _negotiates(request, view) -> bool:
+    """Whether DRF's content negotiation would find one of the view's renderers for the request (else a 406): no
+    ``?format=`` override, and a media type of the ``Accept`` header (``*/*`` when it is missing) that matches."""
+    if (
+        request.GET.get(rest_settings.URL_FORMAT_OVERRIDE) is not None
+        or len(request.META.get("HTTP_ACCEPT", "")) > 4096
+    ):
+        return False
+    accepted = DefaultContentNegotiation().get_accept_list(request)
+    return any(media_type_matches(r.media_type, each) for r in view.renderer_classes for each in accepted)
 
 
-def _as_label_studio_configures_drf() -> bool:
-    view = CortxTaskResolveStorageUri
+@functools.cache
+def _as_label_studio_configures(view) -> bool:
+    # The view's REST framework classes are fixed when the class is made; these are the ones the plain path follows.
     return (
         tuple(view.authentication_classes) == (TokenAuthenticationPhaseout, SessionAuthentication)
         and tuple(view.permission_classes) == (IsAuthenticated,)
         and not view.throttle_classes
+        and view.content_negotiation_class is DefaultContentNegotiation
         and TokenWithOrganization().get_model() is Token
     )
 

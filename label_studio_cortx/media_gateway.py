@@ -24,8 +24,8 @@ middleware that act on such a request - CORS, Django's security headers, ``X-Api
 CSP headers (the last two as ``api``'s variants: the same answers with less work per image) - instead of all
 twenty. The others are for browser sessions (session, CSRF, messages, session timeouts), for writes (last
 activity), or telemetry. Behind them, on the task route, ``api.task_media_for_api_client`` answers first the GETs the
-view would simply stream (DRF's authenticators would accept, the access rule allows, a CORTX storage proxies the
-object) and leaves the rest to the view. A 401 or 403 goes to Django after all, so every refusal is decided by
+view would simply stream or redirect (DRF's authenticators would accept, the access rule allows, a CORTX storage
+answers) and leaves the rest to the view. A 401 or 403 goes to Django after all, so every refusal is decided by
 Label Studio's whole stack. Both fast paths are off as soon as ``settings.MIDDLEWARE`` holds anything not reviewed
 here (an admin's own IP allowlist or audit log then sees every request).
 """

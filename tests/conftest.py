@@ -56,6 +56,19 @@ def project(user):
 
 
 @pytest.fixture
+def tokens(user):
+    """The user's legacy API token (enabled for the organization, as Label Studio does for LABEL_STUDIO_USER_TOKEN)
+    and a JWT access token (what the SDK sends after exchanging a personal access token)."""
+    from jwt_auth.models import LSAPIToken
+    from rest_framework.authtoken.models import Token
+
+    jwt = user.active_organization.jwt
+    jwt.legacy_api_tokens_enabled = True
+    jwt.save()
+    return Token.objects.get_or_create(user=user)[0].key, str(LSAPIToken.for_user(user).access_token)
+
+
+@pytest.fixture
 def api(user):
     from rest_framework.test import APIClient
 

@@ -476,19 +476,6 @@ def test_a_reply_that_is_not_an_object_is_a_424(status):
 
 
 # --- API clients on /tasks/<id>/resolve/ ------------------------------------------------------------------------
-@pytest.fixture
-def tokens(user):
-    """The user's legacy API token (enabled for the organization, as Label Studio does for LABEL_STUDIO_USER_TOKEN)
-    and a JWT access token (what the SDK sends after exchanging a personal access token)."""
-    from jwt_auth.models import LSAPIToken
-    from rest_framework.authtoken.models import Token
-
-    jwt = user.active_organization.jwt
-    jwt.legacy_api_tokens_enabled = True
-    jwt.save()
-    return Token.objects.get_or_create(user=user)[0].key, str(LSAPIToken.for_user(user).access_token)
-
-
 def test_an_api_client_on_resolve_is_served_without_the_whole_middleware_stack(user, image, tokens):
     """A token, a JWT access token and X-Api-Key, on the task and the project route: Label Studio's authentication
     and the resolve view answer without Django's other middleware (the wrapped application is never called), with
@@ -627,7 +614,8 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     with caplog.at_level(logging.INFO, logger="jwt_auth.auth"):
         assert decided(authorization=f"Token {legacy}") == ("plain", 200, 200)
     logged = [r for r in caplog.records if r.getMessage() == "Legacy token authentication used"]
-    assert logged and logged[0].user_id == user.pk and logged[0].organization_id == user.active_organization_id
+    assert len(logged) == 2  # once for the plain path's answer, once for the full path's
+    assert logged[0].user_id == user.pk and logged[0].organization_id == user.active_organization_id
     assert decided(authorization=f"token  {legacy} ") == ("plain", 200, 200)
     assert decided(x_api_key=legacy) == ("plain", 200, 200)
     assert decided(authorization=f"Bearer {access_token}") == ("plain", 200, 200)
@@ -654,7 +642,10 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     members_token = member_token(user, "member")
     assert decided(authorization=f"Token {members_token}") == ("plain", 200, 200)
     organization.members.filter(user__username="member").update(deleted_at=timezone.now())  # revoked
-    assert decided(authorization=f"Token {members_token}") == ("django", FELL_THROUGH, 403)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="jwt_auth.auth"):
+        assert decided(authorization=f"Token {members_token}") == ("django", FELL_THROUGH, 403)
+    assert len([r for r in caplog.records if r.getMessage() == "Legacy token authentication used"]) == 2  # the views'
 
     JWTSettings.objects.filter(organization=organization).update(legacy_api_tokens_enabled=False)
     assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
@@ -667,9 +658,9 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
     JWTSettings.objects.filter(organization=organization).update(legacy_api_tokens_enabled=True)
 
-    CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=True)  # the view's presign redirect
+    CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=True)  # Label Studio's presign redirect
     who, status, full = decided(authorization=f"Token {legacy}")
-    assert (who, status in (302, 303), full) == ("view", True, status)
+    assert (who, status in (302, 303), full) == ("plain", True, status)
     CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=False)
     elsewhere = _resolve_url(task, "s3://another-bucket/a.png")
     assert decided(elsewhere, authorization=f"Token {legacy}")[::2] == ("view", 404)  # Label Studio's resolver

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from label_studio_cortx.models import CortxImportStorageLink
 from label_studio_cortx.pull import load
@@ -400,6 +401,36 @@ def test_a_media_link_streams_range_and_304_before_the_middleware(api, project, 
     put(s3, bucket, "img/a.png", body + b"v2", content_type="image/png")  # changed: served whole again
     assert call(app, path, cookie, if_none_match=headers["ETag"])[::2] == (200, body + b"v2")
     assert inner.calls == 0
+
+
+@pytest.mark.compat("single-range GET")
+def test_an_api_token_on_resolve_streams_range_and_304_without_drfs_view(api, project, s3, tokens, monkeypatch):
+    """What a script or SDK fetches with an API token or a JWT (README "API clients on /resolve/"), answered on the
+    WSGI token path before DRF's view (``api.task_media_for_api_client``), from each store."""
+    from label_studio_cortx import api as cortx_api
+    from label_studio_cortx import media_gateway, media_storages
+    from tests.test_media_links import Fallthrough, call
+
+    monkeypatch.setattr(media_gateway, "close_old_connections", lambda: None)  # the test's transaction stays open
+    monkeypatch.setattr(connection, "close_if_unusable_or_obsolete", lambda: None)  # request_finished's, likewise
+    monkeypatch.setattr(media_storages, "rows", media_storages.StorageRows(seconds=0))
+    views = []
+    monkeypatch.setattr(cortx_api.CortxTaskResolveStorageUri, "initial", lambda *args, **kwargs: views.append(1))
+    body = b"\x89PNG " + bytes(range(256)) * 64
+    bucket, _, task = _synced_image(api, project, s3, body)
+    legacy, access_token = tokens
+    url, inner = _resolve_url(task, task_url(task)), Fallthrough()
+    app = media_gateway.wrap(inner)
+    for authorization in (f"Token {legacy}", f"Bearer {access_token}"):
+        status, headers, served = call(app, url, authorization=authorization)
+        assert (status, served) == (200, body) and headers["Content-Type"] == "image/png"
+        status, headers, served = call(app, url, authorization=authorization, range="bytes=100-199")
+        assert (status, served) == (206, body[100:200]) and headers["Content-Range"] == f"bytes 100-199/{len(body)}"
+        etag = call(app, url, authorization=authorization)[1]["ETag"]
+        assert call(app, url, authorization=authorization, if_none_match=etag)[::2] == (304, b"")
+    put(s3, bucket, "img/a.png", body + b"v2", content_type="image/png")  # changed: served whole again
+    assert call(app, url, authorization=f"Token {legacy}", if_none_match=etag)[::2] == (200, body + b"v2")
+    assert inner.calls == 0 and views == []
 
 
 @pytest.mark.compat("presigned GET served to a browser", "presigned GET signed for a public host")
