@@ -43,9 +43,15 @@ def revoked(user_id: int, organization_id: int) -> bool:
         return cursor.fetchone() is not None
 
 
-def task_access(task_id: int, user_id: int) -> tuple[Task, bool] | None:
-    """(the task, whether the user may read it), or None when there is no such task. The task holds only what the
-    media paths read of it: its id, its project's id and its organization's id."""
+class TaskAccess(NamedTuple):
+    project_id: int
+    organization_id: int | None
+    permitted: bool  # not a revoked member of the project's organization (Label Studio Community's rule)
+
+
+def task_row(task_id: int, user_id: int) -> TaskAccess | None:
+    """What ``task_access`` decides on, without the model instances: the task's project and organization and whether
+    the user may read it; None when there is no such task."""
     if not 0 <= task_id <= _MAX_ID:
         return None
     with connection.cursor() as cursor:
@@ -54,12 +60,25 @@ def task_access(task_id: int, user_id: int) -> tuple[Task, bool] | None:
     if row is None:
         return None
     project_id, organization_id, was_revoked = row
-    project = Project.from_db(connection.alias, ["id", "organization_id"], [project_id, organization_id])
-    if organization_id is not None:
-        project.organization = Organization.from_db(connection.alias, ["id"], [organization_id])
-    task = Task.from_db(connection.alias, ["id", "project_id"], [task_id, project_id])
+    return TaskAccess(project_id, organization_id, not was_revoked)
+
+
+def task_instance(task_id: int, found: TaskAccess) -> Task:
+    """The task of ``task_row``'s answer, holding only what the media paths read of it: its id, its project's id and
+    its organization's id."""
+    project = Project.from_db(connection.alias, ["id", "organization_id"], [found.project_id, found.organization_id])
+    if found.organization_id is not None:
+        project.organization = Organization.from_db(connection.alias, ["id"], [found.organization_id])
+    task = Task.from_db(connection.alias, ["id", "project_id"], [task_id, found.project_id])
     task.project = project
-    return task, not was_revoked
+    return task
+
+
+def task_access(task_id: int, user_id: int) -> tuple[Task, bool] | None:
+    """(the task, whether the user may read it), or None when there is no such task: ``task_row``, then
+    ``task_instance``."""
+    found = task_row(task_id, user_id)
+    return None if found is None else (task_instance(task_id, found), found.permitted)
 
 
 def token_user(key: str) -> Token | None:
@@ -97,16 +116,55 @@ def token_owner(key: str) -> TokenOwner | None:
 
 def user_with_organization(user_id: object) -> User | None:
     """The user with this id (a JWT's claim), or None, loaded as ``token_user`` loads a token's user."""
-    try:
-        user_id = User._meta.pk.to_python(user_id)
-    except ValidationError:
-        return None
-    if not isinstance(user_id, int) or not 0 <= user_id <= _MAX_ID:
+    user_id = _user_id(user_id)
+    if user_id is None:
         return None
     with connection.cursor() as cursor:
         cursor.execute(_graph_sql(connection.vendor, token=False), [user_id])
         row = cursor.fetchone()
     return None if row is None else _joined(*_instances(row, _USER_MODELS))
+
+
+class JwtOwner(NamedTuple):
+    user_id: int
+    is_active: bool
+    password: str  # the hash, for simplejwt's check that the password did not change since the token was made
+    email: str
+    organization_id: int | None  # the user's active organization
+    creator_email: str | None  # the organization's creator's; None without an organization or a creator
+    api_tokens_enabled: bool | None  # the organization's JWT settings' switch; None when it has no row yet
+
+
+def jwt_owner(user_id: object) -> JwtOwner | None:
+    """What Label Studio's JWT middleware decides a JWT access token's request on, read as ``user_with_organization``
+    reads it but without the four model instances it builds: the user's active state, password hash and email, their
+    active organization, its creator's email (Label Studio's feature flags' key) and its JWT settings' switch."""
+    user_id = _user_id(user_id)
+    if user_id is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_jwt_owner_sql(connection.vendor), [user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user_id, is_active, password, email, organization_id, creator_id, creator_email, enabled = row
+    return JwtOwner(
+        user_id,
+        bool(is_active),
+        password,
+        email,
+        organization_id,
+        None if creator_id is None else creator_email,
+        None if enabled is None else bool(enabled),
+    )
+
+
+def _user_id(value: object) -> int | None:
+    try:
+        user_id = User._meta.pk.to_python(value)
+    except ValidationError:
+        return None
+    return user_id if isinstance(user_id, int) and 0 <= user_id <= _MAX_ID else None
 
 
 def _joined(user: User, organization, creator, jwt) -> User:
@@ -221,6 +279,28 @@ def _graph_sql(vendor: str, token: bool) -> str:
         f" LEFT OUTER JOIN {quote(user.db_table)} c ON {on('o', organization, 'created_by')} = {on('c', user, 'id')}"
         f" LEFT OUTER JOIN {quote(jwt.db_table)} j ON {on('j', jwt, 'organization')} = {on('o', organization, 'id')}"
         f" WHERE {where} = %s"
+    )
+
+
+@functools.cache
+def _jwt_owner_sql(vendor: str) -> str:
+    """``_graph_sql``'s joins by the user's id, with only the columns ``jwt_owner`` reads."""
+    quote = connection.ops.quote_name
+    user, organization, jwt = User._meta, Organization._meta, JWTSettings._meta
+
+    def on(alias: str, meta, field: str) -> str:
+        return f"{alias}.{quote(meta.get_field(field).column)}"
+
+    columns = [on("u", user, f) for f in ("id", "is_active", "password", "email")]
+    columns += [on("o", organization, "id"), on("c", user, "id"), on("c", user, "email")]
+    columns.append(on("j", jwt, "api_tokens_enabled"))
+    return (
+        f"SELECT {', '.join(columns)} FROM {quote(user.db_table)} u"
+        f" LEFT OUTER JOIN {quote(organization.db_table)} o"
+        f" ON {on('u', user, 'active_organization')} = {on('o', organization, 'id')}"
+        f" LEFT OUTER JOIN {quote(user.db_table)} c ON {on('o', organization, 'created_by')} = {on('c', user, 'id')}"
+        f" LEFT OUTER JOIN {quote(jwt.db_table)} j ON {on('j', jwt, 'organization')} = {on('o', organization, 'id')}"
+        f" WHERE {on('u', user, 'id')} = %s"
     )
 
 

@@ -9,7 +9,9 @@ import hmac
 import json
 import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import yaml
@@ -17,10 +19,12 @@ from core.middleware import HumanSignalCspMiddleware
 from core.permissions import ViewClassPermission, all_permissions
 from csp.utils import build_policy
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
+from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from io_storages.api import (
@@ -56,6 +60,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed as JWTAuthe
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.utils import get_md5_hash_password
+from tasks.models import Task
 from users.models import User
 
 from . import access, background, conf, media_storages, schedule
@@ -380,22 +385,27 @@ class CortxResolveMixin:
         # ``permitted``: the task route's answer from ``access.task_access``; the project route asks Label Studio.
         if not (instance.has_permission(request.user) if permitted is None else permitted):
             return Response(status=403)
-        answer = cortx_answer(request, fileuri, instance)
+        project_id = instance.pk if isinstance(instance, Project) else instance.project_id
+        answer = cortx_answer(request, fileuri, project_id, lambda: instance)
         return super().resolve(request, fileuri, instance) if answer is None else answer
 
 
-def cortx_answer(request, fileuri: str, instance) -> HttpResponse | StreamingHttpResponse | Response | None:
-    """What a CORTX storage of the project of ``instance`` (a task or a project) answers for ``?fileuri=``: Label
-    Studio's presign redirect (a 404 ``Response`` where the storage cannot presign it) or the proxied stream; None when
-    no CORTX storage of the project resolves the URI (Label Studio's resolver's to answer). Access is the caller's."""
+def cortx_answer(
+    request, fileuri: str, project_id: int, instance: Callable[[], Task | Project]
+) -> HttpResponse | StreamingHttpResponse | Response | None:
+    """What a CORTX storage of the project answers for ``?fileuri=``: Label Studio's presign redirect for
+    ``instance()``, the task or project of the request (a 404 ``Response`` where the storage cannot presign it), or
+    the proxied stream; None when no CORTX storage of the project resolves the URI (Label Studio's resolver's to
+    answer). Access is the caller's. ``instance`` is called only for the redirect: the stream needs the project's id
+    alone, and building the model instances was a tenth of an API client's image (docs/performance.md)."""
     uri = decoded_fileuri(fileuri)
-    project = instance if isinstance(instance, Project) else instance.project
-    found = cortx_storage_for(project, uri)
+    found = cortx_storage_for(project_id, uri)
     if found is None:
         return None
     storage, client = found
     if storage.presign:
-        return ResolveStorageUriAPIMixin().redirect_to_presign_url(uri, instance, type(instance).__name__)
+        task_or_project = instance()
+        return ResolveStorageUriAPIMixin().redirect_to_presign_url(uri, task_or_project, type(task_or_project).__name__)
     return served(request, storage, uri, client)
 
 
@@ -443,15 +453,52 @@ class JWTUserWithOrganization(JWTAuthentication):
         return user
 
 
+class JWTOwnerAuthentication(JWTAuthentication):
+    """simplejwt's authentication as Label Studio's JWT middleware uses it, answering with ``access.jwt_owner`` (what
+    the middleware decides on, without model instances) instead of the user."""
+
+    def get_user(self, validated_token) -> access.JwtOwner:
+        # JWTUserWithOrganization.get_user's checks on the narrower read.
+        try:
+            user_id = validated_token[jwt_settings.USER_ID_CLAIM]
+        except KeyError as exc:
+            raise InvalidToken(gettext("Token contained no recognizable user identification")) from exc
+        owner = access.jwt_owner(user_id)
+        if owner is None:
+            raise JWTAuthenticationFailed(gettext("User not found"), code="user_not_found")
+        if jwt_settings.CHECK_USER_IS_ACTIVE and not owner.is_active:
+            raise JWTAuthenticationFailed(gettext("User is inactive"), code="user_inactive")
+        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+            jwt_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(owner.password):
+            raise JWTAuthenticationFailed(gettext("The user's password has been changed."), code="password_changed")
+        return owner
+
+
 class JWTMiddlewareWithOrganization(JWTAuthenticationMiddleware):
-    """Label Studio's ``JWTAuthenticationMiddleware`` on the token path, its user read once (above) instead of four
-    queries and a second read of the same user row."""
+    """Label Studio's ``JWTAuthenticationMiddleware`` on the token path, its user read once instead of four queries
+    and a second read of the same user row.
+
+    Where the user has an active organization with a creator and JWT settings (every organization Label Studio has
+    used a JWT in), the middleware decides on ``access.jwt_owner`` (one statement, no model instances): Label
+    Studio's feature flag is asked for a user that shows its ``get_user_repr`` what the user would (``_FlagUser``),
+    and ``request.user`` becomes the user read when first used (``api.task_media_for_api_client`` reads the owner
+    only: building the user, its organization, the creator and the JWT settings was a tenth of a JWT image,
+    docs/performance.md). Anything else is decided on the model instances (``JWTUserWithOrganization``), as before."""
 
     def __call__(self, request):
         # Label Studio's JWTAuthenticationMiddleware.__call__, with the one read.
         from core.feature_flags import flag_set  # imported late, as Label Studio's middleware does
 
         try:
+            owner = self._owner(request)
+            if owner is not None:
+                enabled = flag_set(_JWT_FLAG, user=_FlagUser.of(owner))
+                if enabled and owner.api_tokens_enabled:
+                    request.user = SimpleLazyObject(functools.partial(_jwt_user, owner.user_id))
+                    request.is_jwt = True
+                    request.cortx_jwt_owner = owner
+                return self.get_response(request)
             user_and_token = JWTUserWithOrganization().authenticate(request)
             if user_and_token:
                 user = user_and_token[0]
@@ -462,6 +509,46 @@ class JWTMiddlewareWithOrganization(JWTAuthenticationMiddleware):
         except (JWTAuthenticationFailed, InvalidToken, TokenError) as exc:
             logger.info("JWT authentication failed: %s", exc)  # Label Studio's: other authentication may follow
         return self.get_response(request)
+
+    @staticmethod
+    def _owner(request) -> access.JwtOwner | None:
+        """The token's owner where the narrow read decides as the instances would; None for the instances to decide
+        (no token, another user model or feature-flag representation, no organization, creator or JWT settings)."""
+        authentication = JWTOwnerAuthentication()
+        if (
+            jwt_settings.USER_ID_FIELD != "id"
+            or authentication.user_model is not User
+            or settings.FEATURE_FLAGS_GET_USER_REPR != _LABEL_STUDIO_USER_REPR
+        ):
+            return None
+        owner_and_token = authentication.authenticate(request)
+        if owner_and_token is None:
+            return None
+        owner = owner_and_token[0]
+        complete = owner.creator_email is not None and owner.api_tokens_enabled is not None
+        return owner if complete else None
+
+
+_LABEL_STUDIO_USER_REPR = "core.feature_flags.utils.get_user_repr"
+
+
+def _jwt_user(user_id: int) -> User | AnonymousUser:
+    # A user deleted since the owner's read is nobody, as Label Studio's middleware answers a user not found.
+    return access.user_with_organization(user_id) or AnonymousUser()
+
+
+class _FlagUser(NamedTuple):
+    """What Label Studio's ``get_user_repr`` reads of a user with an active organization that has a creator, for
+    its feature flags: ``is_anonymous``, ``email``, ``active_organization.id`` and ``...created_by.email``."""
+
+    email: str
+    active_organization: SimpleNamespace
+    is_anonymous: bool = False
+
+    @classmethod
+    def of(cls, owner: access.JwtOwner) -> _FlagUser:
+        creator = SimpleNamespace(email=owner.creator_email)
+        return cls(owner.email, SimpleNamespace(id=owner.organization_id, created_by=creator))
 
 
 class CspMiddlewareWithPolicyKept(HumanSignalCspMiddleware):
@@ -517,10 +604,10 @@ def decoded_fileuri(fileuri: str) -> str:
         return unquote(fileuri)
 
 
-def cortx_storage_for(project, uri: str) -> tuple[CortxImportStorage, Any] | None:
+def cortx_storage_for(project_id: int, uri: str) -> tuple[CortxImportStorage, Any] | None:
     """(storage, client) of the first CORTX source storage of the project (by id, as Label Studio orders them) that
     resolves ``uri``; rows and clients as ``media_storages`` keeps them."""
-    for storage, client in media_storages.rows.of_project(project.pk):
+    for storage, client in media_storages.rows.of_project(project_id):
         if storage.can_resolve_url(uri):
             return storage, client
     return None
@@ -543,7 +630,7 @@ _LEGACY_TOKEN_LOG = logging.getLogger("jwt_auth.auth")  # Label Studio's own log
 
 def task_media_for_api_client(request, task_id: int) -> HttpResponse | StreamingHttpResponse | None:
     """``/tasks/<id>/resolve/`` for an API client, without DRF's view, when what the view would do is plain: DRF's
-    authenticators accept the request (``_api_client``), the user may read the task (``access.task_access``), a CORTX
+    authenticators accept the request (``_api_client``), the user may read the task (``access.task_row``), a CORTX
     storage of its project answers (``cortx_answer``: the stream, or the presign redirect); that answer is the
     view's. None for anything else (no ``fileuri``, a refusal, Label Studio's own storages, a presign that fails, an
     ``Accept`` or ``?format=`` the view's negotiation would refuse, REST framework settings not Label Studio's): the
@@ -564,8 +651,12 @@ def task_media_for_api_client(request, task_id: int) -> HttpResponse | Streaming
     if client is None:
         return None
     user_id, legacy_token = client
-    found = access.task_access(task_id, user_id)
-    answer = cortx_answer(request, fileuri, found[0]) if found is not None and found[1] else None
+    found = access.task_row(task_id, user_id)
+    answer = (
+        cortx_answer(request, fileuri, found.project_id, functools.partial(access.task_instance, task_id, found))
+        if found is not None and found.permitted
+        else None
+    )
     if answer is None or isinstance(answer, Response):  # a DRF Response is the view's to render
         return None
     if legacy_token is not None:  # logged once the answer is this path's: the view logs its own
@@ -591,8 +682,12 @@ def _api_client(request) -> tuple[int, access.TokenOwner | None] | None:
 
     words = get_authorization_header(request).split()
     if not words or words[0].lower() != TokenWithOrganization.keyword.lower().encode():
-        user = request.user if getattr(request, "is_jwt", False) else None
-        return (user.pk, None) if user is not None and user.is_active else None
+        if not getattr(request, "is_jwt", False):
+            return None
+        owner = getattr(request, "cortx_jwt_owner", None)  # the user is read only if the view needs it
+        if owner is not None:
+            return (owner.user_id, None) if owner.is_active else None
+        return (request.user.pk, None) if request.user.is_active else None
     if len(words) != 2:
         return None  # DRF refuses anything but one word after the keyword
     key = words[1]

@@ -630,12 +630,22 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
         assert decided(authorization=header) == ("django", FELL_THROUGH, 401), header
     assert decided(authorization=f"Token {legacy[:-1]}\x01") == ("django", FELL_THROUGH, 401)
     assert decided(authorization=f"Bearer {access_token[:-4]}AAAA") == ("django", FELL_THROUGH, 401)
+    # A JWT's user is read only when the view needs it (``request.user`` is lazy on the token path).
+    built = []
+    monkeypatch.setattr(
+        access, "user_with_organization", lambda pk, read=access.user_with_organization: built.append(pk) or read(pk)
+    )
+    assert decided(authorization=f"Bearer {access_token}") == ("plain", 200, 200) and built == []
+    assert decided(f"{url}&format=json", authorization=f"Bearer {access_token}") == ("view", 200, 200)
+    assert built == [user.pk]  # read when the view needed it (the full path runs Label Studio's own middleware)
 
     owner = access.token_owner(legacy)
     assert owner == (user.pk, True, user.active_organization_id, True) and access.token_owner("nope") is None
     User.objects.filter(pk=user.pk).update(is_active=False)
     assert access.token_owner(legacy).is_active is False
     assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
+    assert access.jwt_owner(user.pk).is_active is False
+    assert decided(authorization=f"Bearer {access_token}") == ("django", FELL_THROUGH, 401)
     User.objects.filter(pk=user.pk).update(is_active=True)
 
     organization = user.active_organization
@@ -657,6 +667,13 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     assert access.token_owner(legacy).legacy_tokens_enabled is None
     assert decided(authorization=f"Token {legacy}") == ("django", FELL_THROUGH, 401)
     JWTSettings.objects.filter(organization=organization).update(legacy_api_tokens_enabled=True)
+    JWTSettings.objects.filter(organization=organization).update(api_tokens_enabled=False)  # JWTs off
+    assert decided(authorization=f"Bearer {access_token}") == ("django", FELL_THROUGH, 401)
+    JWTSettings.objects.filter(organization=organization).delete()  # decided on the instances; Label Studio makes them
+    assert access.jwt_owner(user.pk).api_tokens_enabled is None
+    assert decided(authorization=f"Bearer {access_token}") == ("plain", 200, 200)
+    assert JWTSettings.objects.get(organization=organization).api_tokens_enabled is True
+    JWTSettings.objects.filter(organization=organization).update(legacy_api_tokens_enabled=True)
 
     CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=True)  # Label Studio's presign redirect
     who, status, full = decided(authorization=f"Token {legacy}")
@@ -664,7 +681,26 @@ def test_an_api_clients_plain_request_skips_drfs_view_and_is_decided_as_the_view
     CortxImportStorage.objects.filter(pk=storage["id"]).update(presign=False)
     elsewhere = _resolve_url(task, "s3://another-bucket/a.png")
     assert decided(elsewhere, authorization=f"Token {legacy}")[::2] == ("view", 404)  # Label Studio's resolver
+    assert decided(elsewhere, authorization=f"Bearer {access_token}")[::2] == ("view", 404)
     assert all(path.endswith("/resolve/") for path in views)
+
+
+def test_a_jwts_owner_shows_label_studios_feature_flags_what_its_user_would(user, tokens):
+    """The token path decides a JWT on ``access.jwt_owner`` (no model instances): Label Studio's ``get_user_repr``, the
+    feature flags' view of a user, gives the same for it as for the user; a user deleted since is nobody."""
+    from core.feature_flags.utils import get_user_repr
+    from django.contrib.auth.models import AnonymousUser
+
+    from label_studio_cortx import access, api
+
+    owner = access.jwt_owner(user.pk)
+    assert (owner.user_id, owner.email, owner.organization_id) == (user.pk, user.email, user.active_organization_id)
+    assert owner.creator_email == user.active_organization.created_by.email and owner.api_tokens_enabled is True
+    assert get_user_repr(api._FlagUser.of(owner)) == get_user_repr(user)
+    assert (
+        access.jwt_owner(user.pk + 1000) is None and access.jwt_owner("x") is None and access.jwt_owner(2**63) is None
+    )
+    assert isinstance(api._jwt_user(user.pk + 1000), AnonymousUser) and api._jwt_user(user.pk).pk == user.pk
 
 
 def test_a_token_is_checked_with_its_user_and_organization_in_one_query(user, image, tokens):
