@@ -99,14 +99,20 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_seconds() -> float:
-    """CPU seconds of the PostgreSQL server processes running now (the web workers' backends among them)."""
-    total = 0.0
+def postgres_seconds() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL server process running now (the web workers' backends among them), by pid."""
+    found = {}
     for comm in Path("/proc").glob("[0-9]*/comm"):
         with contextlib.suppress(OSError):
             if comm.read_text().strip() == "postgres":
-                total += process_cpu_seconds(int(comm.parent.name))
-    return total
+                found[int(comm.parent.name)] = process_cpu_seconds(int(comm.parent.name))
+    return found
+
+
+def postgres_delta(before: dict[int, float]) -> float:
+    """PostgreSQL's CPU seconds since ``before``, of the processes alive now: a backend that ended in between (a web
+    worker's connection reaching CONN_MAX_AGE) takes its time with it instead of subtracting its whole life."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in postgres_seconds().items())
 
 
 def load(fetch, clients: int, seconds: float, web_pid: int | None = None) -> dict[str, float]:
@@ -137,7 +143,7 @@ def load(fetch, clients: int, seconds: float, web_pid: int | None = None) -> dic
         thread.join()
     elapsed = time.perf_counter() - started
     web_cpu = cpu_seconds(web_pid) - web_cpu
-    busy, postgres, own = machine_busy_seconds() - busy, postgres_seconds() - postgres, own_seconds() - own
+    busy, postgres, own = machine_busy_seconds() - busy, postgres_delta(postgres), own_seconds() - own
     per = 1000 / max(len(latencies), 1)
     return {
         "web_cpu_ms": web_cpu / len(latencies) * 1000 if latencies and web_pid else 0.0,

@@ -19,6 +19,7 @@ from core.middleware import HumanSignalCspMiddleware
 from core.permissions import ViewClassPermission, all_permissions
 from csp.utils import build_policy
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -397,7 +398,7 @@ def cortx_answer(
     ``instance()``, the task or project of the request (a 404 ``Response`` where the storage cannot presign it), or
     the proxied stream; None when no CORTX storage of the project resolves the URI (Label Studio's resolver's to
     answer). Access is the caller's. ``instance`` is called only for the redirect: the stream needs the project's id
-    alone, and building the model instances was a tenth of an API client's image (docs/performance.md)."""
+    alone, and building the task's model instances was 7% of an API token's image (docs/performance.md)."""
     uri = decoded_fileuri(fileuri)
     found = cortx_storage_for(project_id, uri)
     if found is None:
@@ -483,50 +484,51 @@ class JWTMiddlewareWithOrganization(JWTAuthenticationMiddleware):
     used a JWT in), the middleware decides on ``access.jwt_owner`` (one statement, no model instances): Label
     Studio's feature flag is asked for a user that shows its ``get_user_repr`` what the user would (``_FlagUser``),
     and ``request.user`` becomes the user read when first used (``api.task_media_for_api_client`` reads the owner
-    only: building the user, its organization, the creator and the JWT settings was a tenth of a JWT image,
-    docs/performance.md). Anything else is decided on the model instances (``JWTUserWithOrganization``), as before."""
+    only: building the user, its organization, the creator and the JWT settings, and reading the JWT settings in
+    the transaction Label Studio's ``AutoOneToOneField`` opens, were an eighth of a JWT image, docs/performance.md).
+    Anything else is decided on the model instances (``JWTUserWithOrganization``), as before."""
 
     def __call__(self, request):
-        # Label Studio's JWTAuthenticationMiddleware.__call__, with the one read.
-        from core.feature_flags import flag_set  # imported late, as Label Studio's middleware does
-
+        # Label Studio's JWTAuthenticationMiddleware.__call__, with the narrower reads.
         try:
-            owner = self._owner(request)
-            if owner is not None:
-                enabled = flag_set(_JWT_FLAG, user=_FlagUser.of(owner))
-                if enabled and owner.api_tokens_enabled:
-                    request.user = SimpleLazyObject(functools.partial(_jwt_user, owner.user_id))
-                    request.is_jwt = True
-                    request.cortx_jwt_owner = owner
-                return self.get_response(request)
-            user_and_token = JWTUserWithOrganization().authenticate(request)
-            if user_and_token:
-                user = user_and_token[0]
-                enabled = flag_set(_JWT_FLAG, user=user)
-                if enabled and user.active_organization.jwt.api_tokens_enabled:
-                    request.user = user
-                    request.is_jwt = True
+            self._authenticate(request)
         except (JWTAuthenticationFailed, InvalidToken, TokenError) as exc:
             logger.info("JWT authentication failed: %s", exc)  # Label Studio's: other authentication may follow
         return self.get_response(request)
 
     @staticmethod
-    def _owner(request) -> access.JwtOwner | None:
-        """The token's owner where the narrow read decides as the instances would; None for the instances to decide
-        (no token, another user model or feature-flag representation, no organization, creator or JWT settings)."""
-        authentication = JWTOwnerAuthentication()
-        if (
-            jwt_settings.USER_ID_FIELD != "id"
-            or authentication.user_model is not User
-            or settings.FEATURE_FLAGS_GET_USER_REPR != _LABEL_STUDIO_USER_REPR
-        ):
-            return None
-        owner_and_token = authentication.authenticate(request)
-        if owner_and_token is None:
-            return None
-        owner = owner_and_token[0]
-        complete = owner.creator_email is not None and owner.api_tokens_enabled is not None
-        return owner if complete else None
+    def _authenticate(request) -> None:
+        """Label Studio's decision: a JWT whose user its feature flag lets in, in an organization that allows JWTs,
+        sets ``request.user`` and ``request.is_jwt``."""
+        from core.feature_flags import flag_set  # imported late, as Label Studio's middleware does
+
+        if _owner_decides():
+            owner_and_token = JWTOwnerAuthentication().authenticate(request)
+            if owner_and_token is None:
+                return  # no JWT in the request
+            owner = owner_and_token[0]
+            if owner.creator_email is not None and owner.api_tokens_enabled is not None:
+                if flag_set(_JWT_FLAG, user=_FlagUser.of(owner)) and owner.api_tokens_enabled:
+                    request.user = SimpleLazyObject(functools.partial(_jwt_user, owner.user_id))
+                    request.is_jwt = True
+                    request.cortx_jwt_owner = owner
+                return
+        user_and_token = JWTUserWithOrganization().authenticate(request)  # the instances decide
+        if user_and_token:
+            user = user_and_token[0]
+            if flag_set(_JWT_FLAG, user=user) and user.active_organization.jwt.api_tokens_enabled:
+                request.user = user
+                request.is_jwt = True
+
+
+def _owner_decides() -> bool:
+    """Whether the owner's row decides as the instances would: simplejwt finds users by id in Label Studio's user
+    model, and Label Studio's feature flags see a user through its own ``get_user_repr``."""
+    return (
+        jwt_settings.USER_ID_FIELD == "id"
+        and get_user_model() is User
+        and settings.FEATURE_FLAGS_GET_USER_REPR == _LABEL_STUDIO_USER_REPR
+    )
 
 
 _LABEL_STUDIO_USER_REPR = "core.feature_flags.utils.get_user_repr"
