@@ -435,23 +435,9 @@ class JWTUserWithOrganization(JWTAuthentication):
     statement together with what the middleware reads next (``access.user_with_organization``)."""
 
     def get_user(self, validated_token):
-        # simplejwt's JWTAuthentication.get_user with that one read; the same checks, with simplejwt's messages.
         if jwt_settings.USER_ID_FIELD != "id" or self.user_model is not User:
             return super().get_user(validated_token)
-        try:
-            user_id = validated_token[jwt_settings.USER_ID_CLAIM]
-        except KeyError as exc:
-            raise InvalidToken(gettext("Token contained no recognizable user identification")) from exc
-        user = access.user_with_organization(user_id)
-        if user is None:
-            raise JWTAuthenticationFailed(gettext("User not found"), code="user_not_found")
-        if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
-            raise JWTAuthenticationFailed(gettext("User is inactive"), code="user_inactive")
-        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
-            jwt_settings.REVOKE_TOKEN_CLAIM
-        ) != get_md5_hash_password(user.password):
-            raise JWTAuthenticationFailed(gettext("The user's password has been changed."), code="password_changed")
-        return user
+        return _jwt_subject(validated_token, access.user_with_organization)
 
 
 class JWTOwnerAuthentication(JWTAuthentication):
@@ -459,21 +445,26 @@ class JWTOwnerAuthentication(JWTAuthentication):
     the middleware decides on, without model instances) instead of the user."""
 
     def get_user(self, validated_token) -> access.JwtOwner:
-        # JWTUserWithOrganization.get_user's checks on the narrower read.
-        try:
-            user_id = validated_token[jwt_settings.USER_ID_CLAIM]
-        except KeyError as exc:
-            raise InvalidToken(gettext("Token contained no recognizable user identification")) from exc
-        owner = access.jwt_owner(user_id)
-        if owner is None:
-            raise JWTAuthenticationFailed(gettext("User not found"), code="user_not_found")
-        if jwt_settings.CHECK_USER_IS_ACTIVE and not owner.is_active:
-            raise JWTAuthenticationFailed(gettext("User is inactive"), code="user_inactive")
-        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
-            jwt_settings.REVOKE_TOKEN_CLAIM
-        ) != get_md5_hash_password(owner.password):
-            raise JWTAuthenticationFailed(gettext("The user's password has been changed."), code="password_changed")
-        return owner
+        return _jwt_subject(validated_token, access.jwt_owner)
+
+
+def _jwt_subject(validated_token, read: Callable[[object], Any]) -> Any:
+    """simplejwt's ``JWTAuthentication.get_user`` with ``read`` (a user or an ``access.JwtOwner`` by the token's user
+    id, or None) for its query: the same checks, with simplejwt's messages."""
+    try:
+        user_id = validated_token[jwt_settings.USER_ID_CLAIM]
+    except KeyError as exc:
+        raise InvalidToken(gettext("Token contained no recognizable user identification")) from exc
+    found = read(user_id)
+    if found is None:
+        raise JWTAuthenticationFailed(gettext("User not found"), code="user_not_found")
+    if jwt_settings.CHECK_USER_IS_ACTIVE and not found.is_active:
+        raise JWTAuthenticationFailed(gettext("User is inactive"), code="user_inactive")
+    if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(
+        jwt_settings.REVOKE_TOKEN_CLAIM
+    ) != get_md5_hash_password(found.password):
+        raise JWTAuthenticationFailed(gettext("The user's password has been changed."), code="password_changed")
+    return found
 
 
 class JWTMiddlewareWithOrganization(JWTAuthenticationMiddleware):
