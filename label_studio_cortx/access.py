@@ -255,13 +255,8 @@ def _session_user_sql(vendor: str) -> str:
 @functools.cache
 def _graph_sql(vendor: str, token: bool) -> str:
     """The user (by the token's key, or by id) with the active organization, its creator and its JWT settings."""
-    quote = connection.ops.quote_name
-    user, organization, jwt = User._meta, Organization._meta, JWTSettings._meta
+    quote, user, on = connection.ops.quote_name, User._meta, _aliased
     models, aliases = (_USER_MODELS, ("u", "o", "c", "j"))
-
-    def on(alias: str, meta, field: str) -> str:
-        return f"{alias}.{quote(meta.get_field(field).column)}"
-
     if token:
         models, aliases = (Token, *models), ("t", *aliases)
         source = (
@@ -272,36 +267,34 @@ def _graph_sql(vendor: str, token: bool) -> str:
     else:
         source, where = f"{quote(user.db_table)} u", on("u", user, "id")
     columns = ", ".join(_columns(alias, model) for alias, model in zip(aliases, models, strict=True))
-    return (
-        f"SELECT {columns} FROM {source}"
-        f" LEFT OUTER JOIN {quote(organization.db_table)} o"
-        f" ON {on('u', user, 'active_organization')} = {on('o', organization, 'id')}"
-        f" LEFT OUTER JOIN {quote(user.db_table)} c ON {on('o', organization, 'created_by')} = {on('c', user, 'id')}"
-        f" LEFT OUTER JOIN {quote(jwt.db_table)} j ON {on('j', jwt, 'organization')} = {on('o', organization, 'id')}"
-        f" WHERE {where} = %s"
-    )
+    return f"SELECT {columns} FROM {source}{_organization_joins()} WHERE {where} = %s"
 
 
 @functools.cache
 def _jwt_owner_sql(vendor: str) -> str:
     """``_graph_sql``'s joins by the user's id, with only the columns ``jwt_owner`` reads."""
-    quote = connection.ops.quote_name
-    user, organization, jwt = User._meta, Organization._meta, JWTSettings._meta
-
-    def on(alias: str, meta, field: str) -> str:
-        return f"{alias}.{quote(meta.get_field(field).column)}"
-
+    user, organization, jwt, on = User._meta, Organization._meta, JWTSettings._meta, _aliased
     columns = [on("u", user, f) for f in ("id", "is_active", "password", "email")]
     columns += [on("o", organization, "id"), on("c", user, "id"), on("c", user, "email")]
     columns.append(on("j", jwt, "api_tokens_enabled"))
+    source = f"{connection.ops.quote_name(user.db_table)} u{_organization_joins()}"
+    return f"SELECT {', '.join(columns)} FROM {source} WHERE {on('u', user, 'id')} = %s"
+
+
+def _organization_joins() -> str:
+    """The joins from the user ``u`` to the active organization ``o``, its creator ``c`` and its JWT settings ``j``."""
+    quote, on = connection.ops.quote_name, _aliased
+    user, organization, jwt = User._meta, Organization._meta, JWTSettings._meta
     return (
-        f"SELECT {', '.join(columns)} FROM {quote(user.db_table)} u"
         f" LEFT OUTER JOIN {quote(organization.db_table)} o"
         f" ON {on('u', user, 'active_organization')} = {on('o', organization, 'id')}"
         f" LEFT OUTER JOIN {quote(user.db_table)} c ON {on('o', organization, 'created_by')} = {on('c', user, 'id')}"
         f" LEFT OUTER JOIN {quote(jwt.db_table)} j ON {on('j', jwt, 'organization')} = {on('o', organization, 'id')}"
-        f" WHERE {on('u', user, 'id')} = %s"
     )
+
+
+def _aliased(alias: str, meta, field: str) -> str:
+    return f"{alias}.{connection.ops.quote_name(meta.get_field(field).column)}"
 
 
 def _column(meta, field: str) -> str:
