@@ -1,4 +1,14 @@
-"""The media paths' statements prepared on PostgreSQL (``CORTX_DB_PREPARED_STATEMENTS``).
+"""The media paths' database work on PostgreSQL: a persistent connection's health checked without a round trip, and
+the statements prepared (``CORTX_DB_PREPARED_STATEMENTS``).
+
+Django's health check of a persistent connection (``CONN_HEALTH_CHECKS``, which ``CORTX_DB_CONN_MAX_AGE`` turns on)
+sends ``SELECT 1`` before each request's first statement: a round trip for every image, about a twentieth of the
+web process's Python time of a proxied image (docs/performance.md). On the media paths the connection is looked at
+first without one: a connection whose server went away (a restart, a terminated backend, an idle timeout) has its
+socket readable, with the server's last message or the end of the stream, and then Django's own check runs (it
+closes the connection when ``SELECT 1`` fails, and the first statement opens a new one); a socket with nothing to
+read is a connection the server still holds, and the check is taken as done. Outside the media paths Django checks
+as before.
 
 Every image an annotator or an API client opens repeats the same few statements: the session's or the token's
 user, Label Studio's JWT middleware's reads, the access statement. On PostgreSQL planning them costs more than
@@ -24,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import select
 from collections.abc import Iterator
 
 from django.db import DatabaseError, connection
@@ -43,7 +54,10 @@ def _psycopg3() -> bool:
 
 @contextlib.contextmanager
 def statements() -> Iterator[None]:
-    """The block's statements on this thread's PostgreSQL connection, prepared once they repeat (see the module)."""
+    """The block's statements on this thread's PostgreSQL connection, its health checked without a round trip and
+    its statements prepared once they repeat (see the module)."""
+    if connection.vendor == "postgresql":
+        _health_checked()
     if not (conf.get("CORTX_DB_PREPARED_STATEMENTS") and connection.vendor == "postgresql" and _psycopg3()):
         yield
         return
@@ -59,6 +73,18 @@ def statements() -> Iterator[None]:
             yield
     finally:
         raw.cursor_factory, raw.prepare_threshold = saved
+
+
+def _health_checked() -> None:
+    """Django's pending health check of a persistent connection, done without ``SELECT 1`` when the connection's
+    socket has nothing to read (see the module); otherwise left to Django, at the block's first statement."""
+    raw = connection.connection
+    if raw is None or raw.closed or not connection.health_check_enabled or connection.health_check_done:
+        return
+    poller = select.poll()
+    poller.register(raw.fileno(), select.POLLIN | select.POLLPRI)
+    if not poller.poll(0):
+        connection.health_check_done = True
 
 
 def _sent_again_when_lost(raw, execute, sql, params, many, context):

@@ -285,6 +285,27 @@ def test_ranges_are_single_and_bounded(header, expected):
     assert bounded_range(header, 100) == expected
 
 
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ("Mon, 07 Dec 2026 01:02:03 GMT", "Mon, 07 Dec 2026 01:02:03 GMT"),  # S3's form: passed on as sent
+        ("Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT"),  # RFC 850's
+        ("Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 GMT"),  # asctime's
+        ("Mon, 07 Dec 2026 01:02:03 +0100", "Mon, 07 Dec 2026 00:02:03 GMT"),
+        ("Mon, 07 Dec 2026 01:02:03 GMT\r\nSet-Cookie: a=b", "Mon, 07 Dec 2026 01:02:03 GMT"),  # the rest dropped
+        ("Mon, 07 Dec 2026 01:02:03 GMT ", "Mon, 07 Dec 2026 01:02:03 GMT"),
+        ("2026-12-07T01:02:03Z", None),
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_stores_last_modified_reaches_the_browser_as_an_http_date(header, expected):
+    from label_studio_cortx.source.media import _last_modified
+
+    assert _last_modified(header) == expected
+
+
 def test_a_deleted_storage_stops_serving_once_its_row_is_read_again(api, user, image, monkeypatch):
     """The fast path keeps a storage row for a moment (a project's images share it); a deletion reaches it then."""
     _, storage, task = image
@@ -886,6 +907,52 @@ def test_the_media_paths_statements_are_prepared_on_postgresql(user, image, toke
     assert "PgBouncer 1.21+" in caplog.text
     images()
     assert _prepared().keys() == prepared.keys()
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as a web server's connection
+def test_a_persistent_connections_health_is_checked_without_a_round_trip(user, image, tokens, monkeypatch):
+    """With persistent connections and Django's health checks (``CORTX_DB_CONN_MAX_AGE``), the media paths send no
+    ``SELECT 1`` on a connection the server still holds; when the server ended the connection (a restart, a
+    terminated backend), Django's own check runs, the connection is replaced and the image is served."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the health check without a round trip is PostgreSQL's")
+    import select
+
+    import psycopg
+
+    _, _, task = image
+    legacy, access_token = tokens
+    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
+    client = browser(user)
+    path, cookie = link_path(client, task), session_cookie(client)
+    from django.db import close_old_connections
+
+    # What a web server's request does to its connection (the autouse fixture keeps the test's connection instead).
+    monkeypatch.setattr(media_gateway, "close_old_connections", close_old_connections)
+    monkeypatch.delattr(connection, "close_if_unusable_or_obsolete")  # Django's own again
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", True)
+    connection.close()  # the next connection reads both settings
+    checks = []
+    real_check = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or real_check())
+
+    def images() -> None:
+        assert call(app, url, authorization=f"Token {legacy}")[:3:2] == (200, BODY)
+        assert call(app, url, authorization=f"Bearer {access_token}")[:3:2] == (200, BODY)
+        assert call(app, path, cookie)[:3:2] == (200, BODY)
+
+    for _ in range(3):
+        images()
+    assert checks == [] and connection.health_check_enabled
+    backend = connection.connection.info.backend_pid
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    select.select([connection.connection.fileno()], [], [], 10)  # the server's goodbye arrives
+    assert call(app, url, authorization=f"Token {legacy}")[:3:2] == (200, BODY)
+    assert checks == [1] and connection.connection.info.backend_pid != backend
+    images()
+    assert checks == [1]
 
 
 def test_a_tokens_user_is_read_as_select_related_reads_it(user, tokens):

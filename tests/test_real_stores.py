@@ -15,9 +15,11 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.db import connection
+from django.utils.http import http_date
 
 from label_studio_cortx.models import CortxImportStorageLink
 from label_studio_cortx.pull import load
@@ -334,10 +336,11 @@ def test_a_repeat_view_of_an_unchanged_image_is_304_from_the_store(api, project,
 
 
 @pytest.mark.compat("single-range GET")
-def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(api, project, s3):
+def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(api, project, s3, monkeypatch):
     """``stream_object``, the media proxy's GET without botocore's per-call pipeline, against the real store:
     the same bytes and headers as ``get_object``, a Range, a 304, a missing key's error code, and every reply
-    handed back to the client's pool (one connection for all of them)."""
+    handed back to the client's pool (one connection for all of them); every request signed by ``signing``, none
+    by botocore's signer, and the store accepts them."""
     from botocore.exceptions import ClientError
 
     from label_studio_cortx.connection.client import stream_object
@@ -351,6 +354,11 @@ def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(ap
     expected = client.get_object(Bucket=bucket, Key="img/a.png")
     pool = client._endpoint.http_session._manager.connection_from_url(client.meta.endpoint_url)
     opened = pool.num_connections
+
+    def botocores_signer(*args, **kwargs):
+        raise AssertionError("signed by botocore's signer")
+
+    monkeypatch.setattr(client._request_signer, "sign", botocores_signer)
     for _ in range(3):
         whole = stream_object(client, bucket, "img/a.png")
         assert (whole.status, whole.body.read()) == (200, body)
@@ -368,6 +376,7 @@ def test_the_media_get_reads_what_get_object_reads_over_one_pooled_connection(ap
         # What the browser gets: streamed by Label Studio's chunker, which closes the body when done.
         served = media.serve(storage_row, f"s3://{bucket}/img/a.png", client=client)
         assert (served.status, b"".join(served.body)) == (200, body)
+        assert dict(served.headers)["Last-Modified"] == http_date(expected["LastModified"].timestamp())
     assert pool.num_connections - opened <= 1
     # A wrong secret is the store's refusal, final at once (botocore does not retry a 403), and a 424 for the browser.
     refused = CortxImportStorage.objects.get(pk=storage["id"])
@@ -663,7 +672,7 @@ def test_listing_and_header_timestamps_match_a_bare_boto3_client(s3):
 
 
 @pytest.mark.compat("export on save", "keys with")
-def test_the_export_put_writes_what_put_object_writes(api, project, s3):
+def test_the_export_put_writes_what_put_object_writes(api, project, s3, monkeypatch):
     """``put_bytes``, the export's PUT without botocore's per-call pipeline: every key of the corpus stored
     verbatim with its body and content type, an error reply raised as ``put_object`` raises it, and one pooled
     connection for all of it."""
@@ -678,8 +687,10 @@ def test_the_export_put_writes_what_put_object_writes(api, project, s3):
     pool = client._endpoint.http_session._manager.connection_from_url(client.meta.endpoint_url)
     opened = pool.num_connections
     bodies = {key: json.dumps({"key": key}).encode() for key in KEY_CORPUS}
-    for key, body in bodies.items():
-        put_bytes(client, bucket, key, body, "application/json")
+    with monkeypatch.context() as signed_here:  # by ``signing``: botocore's signer is not asked
+        signed_here.setattr(client._request_signer, "sign", mock.Mock(side_effect=AssertionError("botocore's")))
+        for key, body in bodies.items():
+            put_bytes(client, bucket, key, body, "application/json")
     for key, body in bodies.items():
         stored = client.get_object(Bucket=bucket, Key=key)
         assert (stored["Body"].read(), stored["ContentType"]) == (body, "application/json"), key

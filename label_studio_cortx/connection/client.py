@@ -27,7 +27,7 @@ from botocore.utils import percent_encode
 from io_storages.s3.utils import _guard_client_connections
 
 from .. import conf
-from . import ca_bundle, endpoints
+from . import ca_bundle, endpoints, signing
 from .config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config, botocore_session
 
 logger = logging.getLogger(__name__)
@@ -185,10 +185,11 @@ class ObjectStream:
 
 
 # The two requests the plugin makes per object at volume (a proxied image, an exported annotation) go without
-# botocore's per-call pipeline (parameter validation, endpoint rules, event hooks, response parsing): signed by the
-# client's own signer and sent over the client's own connection pool, so its credentials, TLS trust, SSRF guard and
-# socket pinning all apply. In a microbenchmark against SeaweedFS that pipeline was 0.6 ms of CPU per request
-# (a 512 KiB GET: 1.5 against 0.9 ms). Retries are botocore's: a failure it would retry hands the request to the
+# botocore's per-call pipeline (parameter validation, endpoint rules, event hooks, response parsing): signed with the
+# client's credentials, region and signature version (``signing``, what the client's own signer gives them, without
+# its generic work) and sent over the client's own connection pool, so its TLS trust, SSRF guard and socket pinning
+# all apply. In a microbenchmark against SeaweedFS that pipeline was 0.6 ms of CPU per request (a 512 KiB GET: 1.5
+# against 0.9 ms). Retries are botocore's: a failure it would retry hands the request to the
 # client's own call. Virtual-host clients keep botocore's calls: whether a bucket can be a host name is decided by
 # botocore's endpoint rules.
 _ERROR_CODE = re.compile(r"<Code>([A-Za-z0-9.]{1,64})</Code>")
@@ -198,10 +199,22 @@ def _direct(client) -> bool:
     return (client.meta.config.s3 or {}).get("addressing_style") != "virtual"
 
 
-def _signed(client, operation: str, method: str, bucket: str, key: str, **request: Any) -> AWSRequest:
+def _signed(
+    client,
+    operation: str,
+    method: str,
+    bucket: str,
+    key: str,
+    headers: dict[str, str],
+    data: bytes = b"",
+    **request: Any,
+) -> AWSRequest:
     url = f"{client.meta.endpoint_url}/{percent_encode(bucket)}/{percent_encode(key, safe='/~')}"
-    signed = AWSRequest(method=method, url=url, **request)
-    client._request_signer.sign(operation, signed)
+    added = signing.headers(client, method, url, headers, data)
+    if added is not None:
+        return AWSRequest(method=method, url=url, headers={**headers, **added}, data=data, **request)
+    signed = AWSRequest(method=method, url=url, headers=headers, data=data, **request)
+    client._request_signer.sign(operation, signed)  # another signature version, or no credentials: botocore decides
     return signed
 
 
