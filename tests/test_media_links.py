@@ -860,6 +860,24 @@ def _prepared() -> dict[str, int]:
         return dict(cursor.fetchall())
 
 
+def _images_on_each_path(user, image, tokens):
+    """``images(times)``: the image served ``times`` times on each media path through the WSGI app: an API token and
+    a JWT access token on ``/resolve/``, a media link with the browser's session."""
+    _, _, task = image
+    legacy, access_token = tokens
+    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
+    client = browser(user)
+    path, cookie = link_path(client, task), session_cookie(client)
+
+    def images(times: int) -> None:
+        for _ in range(times):
+            assert call(app, url, authorization=f"Token {legacy}")[:3:2] == (200, BODY)
+            assert call(app, url, authorization=f"Bearer {access_token}")[:3:2] == (200, BODY)
+            assert call(app, path, cookie)[:3:2] == (200, BODY)
+
+    return images
+
+
 @pytest.mark.django_db(transaction=True)  # autocommit, as a web server's connection
 def test_the_media_paths_statements_are_prepared_on_postgresql(user, image, tokens, settings, caplog):
     """With CORTX_DB_PREPARED_STATEMENTS, what an API client's image (a token, a JWT access token) and a media link
@@ -871,23 +889,13 @@ def test_the_media_paths_statements_are_prepared_on_postgresql(user, image, toke
     from tasks.models import Task
 
     _, _, task = image
-    legacy, access_token = tokens
-    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
-    client = browser(user)
-    path, cookie = link_path(client, task), session_cookie(client)
-
-    def images(times: int = 8) -> None:
-        for _ in range(times):
-            assert call(app, url, authorization=f"Token {legacy}")[:3:2] == (200, BODY)
-            assert call(app, url, authorization=f"Bearer {access_token}")[:3:2] == (200, BODY)
-            assert call(app, path, cookie)[:3:2] == (200, BODY)
-
+    images = _images_on_each_path(user, image, tokens)
     settings.CORTX_DB_PREPARED_STATEMENTS = False
-    images()
+    images(8)
     assert _prepared() == {}
 
     settings.CORTX_DB_PREPARED_STATEMENTS = True
-    images()
+    images(8)
     prepared = _prepared()
     assert [sql for sql in prepared if 'FROM "authtoken_token"' in sql]  # the token's query
     assert [sql for sql in prepared if '"organizations_organizationmember"' in sql]  # the access statement
@@ -905,7 +913,7 @@ def test_the_media_paths_statements_are_prepared_on_postgresql(user, image, toke
     with caplog.at_level(logging.WARNING, logger="label_studio_cortx.prepared"):
         images(1)  # each path's statements sent again, unprepared
     assert "PgBouncer 1.21+" in caplog.text
-    images()
+    images(8)
     assert _prepared().keys() == prepared.keys()
 
 
@@ -919,13 +927,9 @@ def test_a_persistent_connections_health_is_checked_without_a_round_trip(user, i
     import select
 
     import psycopg
-
-    _, _, task = image
-    legacy, access_token = tokens
-    url, app = _resolve_url(task, task_url(task)), media_gateway.wrap(Fallthrough())
-    client = browser(user)
-    path, cookie = link_path(client, task), session_cookie(client)
     from django.db import close_old_connections
+
+    images = _images_on_each_path(user, image, tokens)
 
     # What a web server's request does to its connection (the autouse fixture keeps the test's connection instead).
     monkeypatch.setattr(media_gateway, "close_old_connections", close_old_connections)
@@ -937,22 +941,14 @@ def test_a_persistent_connections_health_is_checked_without_a_round_trip(user, i
     real_check = connection.is_usable
     monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or real_check())
 
-    def images() -> None:
-        assert call(app, url, authorization=f"Token {legacy}")[:3:2] == (200, BODY)
-        assert call(app, url, authorization=f"Bearer {access_token}")[:3:2] == (200, BODY)
-        assert call(app, path, cookie)[:3:2] == (200, BODY)
-
-    for _ in range(3):
-        images()
+    images(3)
     assert checks == [] and connection.health_check_enabled
     backend = connection.connection.info.backend_pid
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [backend])
     select.select([connection.connection.fileno()], [], [], 10)  # the server's goodbye arrives
-    assert call(app, url, authorization=f"Token {legacy}")[:3:2] == (200, BODY)
+    images(2)  # the first image's request finds the server's goodbye: Django's check, a new connection
     assert checks == [1] and connection.connection.info.backend_pid != backend
-    images()
-    assert checks == [1]
 
 
 def test_a_tokens_user_is_read_as_select_related_reads_it(user, tokens):

@@ -22,21 +22,10 @@ from botocore.utils import percent_encode
 from label_studio_cortx.connection import client as client_factory
 from label_studio_cortx.connection import signing
 from label_studio_cortx.connection.config import botocore_config
+from tests.test_real_stores import KEY_CORPUS
 
 NOW = datetime.datetime(2026, 12, 7, 23, 59, 59, tzinfo=datetime.timezone.utc)
-KEYS = (
-    "img/a.png",
-    "keys/what?.png",
-    "keys/a#b.png",
-    "keys/100%.png",
-    "keys/%20encoded.png",
-    "keys/a+b.png",
-    "keys/with space.png",
-    "keys/é/日本.png",
-    "keys/~tilde/(paren)!*'.png",
-    "/leading//double.png",
-    "k" * 1024,
-)
+KEYS = (*KEY_CORPUS, "img/a.png", "keys/~tilde/(paren)!*'.png", "/leading//double.png")
 ENDPOINTS = (
     "http://127.0.0.1:9000",
     "http://localhost",
