@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Concurrent listing: one ListObjectsV2 pass over a bucket against the same keys listed as N key ranges at once
+(each range from ``StartAfter`` to its last key), with the plugin's listing client, on one S3 server.
+
+Issue 10 asks, once the listing itself is what a files-mode sync waits for (docs/performance.md: files mode at
+0.9-1.4x of the bare listing on every real store), whether listing key ranges concurrently helps. The split here is
+the best case for it: the boundaries are the bucket's own key quantiles, known in advance (a sync would have to find
+them, by prefix or by sampling the bucket, and pay for that). Each range runs in its own thread with its own client
+over one connection pool, as the sync's listing would.
+
+    python benchmarks/bench_listing.py --server seaweedfs --keys 100000 --ranges 1,2,4 --repeat 3
+
+Prints a Markdown table; nothing is asserted and no document is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.bench_media import machine_busy_seconds  # noqa: E402
+from benchmarks.bench_sync import (  # noqa: E402
+    cpu_seconds,
+    load_average,
+    log,
+    md_table,
+    process_cpu_seconds,
+    server_pid,
+    start_server,
+)
+
+BUCKET = "bench-listing"
+PREFIX = "files/"
+
+
+def key(i: int) -> str:
+    return f"{PREFIX}{i:07d}.jpg"
+
+
+def listing_client(endpoint, pool: int):
+    """The plugin's listing client: its botocore session (ISO 8601 timestamps) and configuration."""
+    import boto3
+
+    from label_studio_cortx.connection.config import ClientLimits, botocore_config, botocore_session
+
+    return boto3.session.Session(botocore_session=botocore_session()).client(
+        "s3",
+        endpoint_url=endpoint.url,
+        aws_access_key_id=endpoint.access_key,
+        aws_secret_access_key=endpoint.secret_key,
+        region_name="us-east-1",
+        config=botocore_config(ClientLimits(max_pool_connections=max(pool, 10))),
+    )
+
+
+def seed(endpoint, count: int) -> None:
+    client = listing_client(endpoint, 32)
+    client.create_bucket(Bucket=BUCKET)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: client.put_object(Bucket=BUCKET, Key=key(i), Body=b"x"), range(count)))
+
+
+def list_range(client, start_after: str | None, last: str | None) -> int:
+    """Keys after ``start_after`` up to ``last`` (inclusive; None: to the end), page by page."""
+    params = {"Bucket": BUCKET, "Prefix": PREFIX, "MaxKeys": 1000}
+    if start_after is not None:
+        params["StartAfter"] = start_after
+    count = 0
+    while True:
+        page = client.list_objects_v2(**params)
+        keys = [item["Key"] for item in page.get("Contents", [])]
+        inside = [k for k in keys if last is None or k <= last]
+        count += len(inside)
+        if len(inside) < len(keys) or not page.get("IsTruncated"):
+            return count
+        params["ContinuationToken"] = page["NextContinuationToken"]
+        params.pop("StartAfter", None)
+
+
+def measure(client, count: int, ranges: int, pid: int) -> dict[str, float]:
+    """One listing of the bucket as ``ranges`` concurrent key ranges: wall seconds and the CPU it took."""
+    bounds = [key(count * k // ranges - 1) for k in range(1, ranges)]
+    starts, lasts = [None, *bounds], [*bounds, None]
+    found = [0] * ranges
+    own, server, busy = cpu_seconds(), process_cpu_seconds(pid), machine_busy_seconds()
+    started = time.perf_counter()
+
+    def run(index: int) -> None:
+        found[index] = list_range(client, starts[index], lasts[index])
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(ranges)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if sum(found) != count:
+        raise RuntimeError(f"{ranges} ranges listed {sum(found)} keys, not {count}")
+    return {
+        "seconds": seconds,
+        "client_cpu": cpu_seconds() - own,
+        "server_cpu": process_cpu_seconds(pid) - server,
+        "machine_cpu": machine_busy_seconds() - busy,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=["moto", "seaweedfs", "rgw"], default="seaweedfs")
+    parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--ranges", default="1,2,4", help="concurrent key ranges to compare (default: 1,2,4)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions (default: 3)")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.ranges.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="bench-listing-"))
+    load_start = load_average()
+    endpoint = start_server(args.server, work)
+    try:
+        started = time.perf_counter()
+        seed(endpoint, args.keys)
+        log(f"{args.server}: {args.keys} keys seeded in {time.perf_counter() - started:.0f} s")
+        client, pid = listing_client(endpoint, max(counts)), server_pid(endpoint)
+        measure(client, args.keys, 1, pid)  # warm: the store's caches, the client's connections
+        results: dict[int, list[dict]] = {n: [] for n in counts}
+        for repeat in range(args.repeat):
+            for n in counts if repeat % 2 == 0 else counts[::-1]:
+                results[n].append(measure(client, args.keys, n, pid))
+                log(f"{n} ranges: {results[n][-1]['seconds']:.2f} s")
+    finally:
+        endpoint.stop()
+    single = statistics.median(r["seconds"] for r in results[counts[0]])
+    rows = []
+    for n, measured in results.items():
+        seconds = statistics.median(r["seconds"] for r in measured)
+        rows.append(
+            [
+                str(n),
+                f"{seconds:.2f} ({min(r['seconds'] for r in measured):.2f}-{max(r['seconds'] for r in measured):.2f})",
+                f"{args.keys / seconds:,.0f}",
+                f"{single / seconds:.2f}x",
+                f"{statistics.median(r['client_cpu'] for r in measured):.2f}",
+                f"{statistics.median(r['server_cpu'] for r in measured):.2f}",
+                f"{statistics.median(r['machine_cpu'] for r in measured):.2f}",
+            ]
+        )
+    header = ["key ranges", "seconds, median (lowest-highest)", "keys/s", f"vs {counts[0]} range(s)"]
+    header += ["client CPU s", "S3 server CPU s", "machine CPU s"]
+    command = "python " + " ".join(["benchmarks/bench_listing.py", *(argv if argv is not None else sys.argv[1:])])
+    print(f"\n`{command}`: {args.server}, {args.keys:,} keys, {args.repeat} interleaved repetitions; load average")
+    print(f"{load_start:.1f} at the start, {load_average():.1f} at the end.\n")
+    print(md_table(header, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
