@@ -85,7 +85,7 @@ def open_stream(
 
 
 # RFC 9110's preferred HTTP date, what S3 servers send: passed on as it is. Parsing it into a datetime and writing it
-# again, for every image, was 3-4% of the web process's Python time (docs/performance.md).
+# again, for every image, was about 2% of the web process's Python time (docs/performance.md).
 _IMF_FIXDATE = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
     r"[0-2][0-9]:[0-5][0-9]:[0-6][0-9] GMT"
