@@ -8,6 +8,10 @@ the best case for it: the boundaries are the bucket's own key quantiles, known i
 them, by prefix or by sampling the bucket, and pay for that). Each range runs in its own thread with its own client
 over one connection pool, as the sync's listing would.
 
+Beside that best case, the same numbers of ranges as the plugin plans them (``source.key_ranges``, what
+``CORTX_LIST_RANGES`` turns on): the first page alone, each next range's end estimated from the keys seen, the pages
+handed on in key order. The gap between the two rows is what not knowing the boundaries costs.
+
     python benchmarks/bench_listing.py --server seaweedfs --keys 100000 --ranges 1,2,4 --repeat 3
 
 Prints a Markdown table; nothing is asserted and no document is written.
@@ -37,6 +41,7 @@ from benchmarks.bench_sync import (  # noqa: E402
     server_pid,
     start_server,
 )
+from label_studio_cortx.source import key_ranges  # noqa: E402
 
 BUCKET = "bench-listing"
 PREFIX = "files/"
@@ -86,13 +91,11 @@ def list_range(client, start_after: str | None, last: str | None) -> int:
         params.pop("StartAfter", None)
 
 
-def measure(client, count: int, ranges: int, pid: int) -> dict[str, float]:
-    """One listing of the bucket as ``ranges`` concurrent key ranges: wall seconds and the CPU it took."""
+def list_oracle(client, count: int, ranges: int) -> int:
+    """The bucket as ``ranges`` key ranges split at its own key quantiles, a thread each."""
     bounds = [key(count * k // ranges - 1) for k in range(1, ranges)]
     starts, lasts = [None, *bounds], [*bounds, None]
     found = [0] * ranges
-    own, server, busy = cpu_seconds(), process_cpu_seconds(pid), machine_busy_seconds()
-    started = time.perf_counter()
 
     def run(index: int) -> None:
         found[index] = list_range(client, starts[index], lasts[index])
@@ -102,14 +105,39 @@ def measure(client, count: int, ranges: int, pid: int) -> dict[str, float]:
         thread.start()
     for thread in threads:
         thread.join()
+    return sum(found)
+
+
+def list_planned(client, ranges: int) -> int:
+    """The bucket as the plugin lists it with ``CORTX_LIST_RANGES=ranges``: pages in key order, checked."""
+    listed, last = 0, ""
+    for page in key_ranges.iter_pages(client, BUCKET, {"Prefix": PREFIX}, ranges):
+        if page and page[0]["Key"] <= last:
+            raise RuntimeError(f"planned ranges handed on {page[0]['Key']} after {last}")
+        listed += len(page)
+        last = page[-1]["Key"] if page else last
+    return listed
+
+
+def measure(client, count: int, ranges: int, pid: int, planned: bool = False) -> dict[str, float]:
+    """One listing of the bucket as ``ranges`` concurrent key ranges: wall seconds and the CPU it took."""
+    own, server, busy = cpu_seconds(), process_cpu_seconds(pid), machine_busy_seconds()
+    started = time.perf_counter()
+    requests = []
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: requests.append(1), unique_id="count")
+    try:
+        listed = list_planned(client, ranges) if planned else list_oracle(client, count, ranges)
+    finally:
+        client.meta.events.unregister("before-call.s3.ListObjectsV2", unique_id="count")
     seconds = time.perf_counter() - started
-    if sum(found) != count:
-        raise RuntimeError(f"{ranges} ranges listed {sum(found)} keys, not {count}")
+    if listed != count:
+        raise RuntimeError(f"{ranges} ranges listed {listed} keys, not {count}")
     return {
         "seconds": seconds,
         "client_cpu": cpu_seconds() - own,
         "server_cpu": process_cpu_seconds(pid) - server,
         "machine_cpu": machine_busy_seconds() - busy,
+        "requests": len(requests),
     }
 
 
@@ -130,30 +158,33 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{args.server}: {args.keys} keys seeded in {time.perf_counter() - started:.0f} s")
         client, pid = listing_client(endpoint, max(counts)), server_pid(endpoint)
         measure(client, args.keys, 1, pid)  # warm: the store's caches, the client's connections
-        results: dict[int, list[dict]] = {n: [] for n in counts}
+        # (ranges, planned): the quantile split, and the plugin's planned ranges for every count above one.
+        runs = [(n, False) for n in counts] + [(n, True) for n in counts if n > 1]
+        results: dict[tuple[int, bool], list[dict]] = {run: [] for run in runs}
         for repeat in range(args.repeat):
-            for n in counts if repeat % 2 == 0 else counts[::-1]:
-                results[n].append(measure(client, args.keys, n, pid))
-                log(f"{n} ranges: {results[n][-1]['seconds']:.2f} s")
+            for n, planned in runs if repeat % 2 == 0 else runs[::-1]:
+                results[n, planned].append(measure(client, args.keys, n, pid, planned))
+                log(f"{n} ranges{' (planned)' if planned else ''}: {results[n, planned][-1]['seconds']:.2f} s")
     finally:
         endpoint.stop()
-    single = statistics.median(r["seconds"] for r in results[counts[0]])
+    single = statistics.median(r["seconds"] for r in results[counts[0], False])
     rows = []
-    for n, measured in results.items():
+    for (n, planned), measured in results.items():
         seconds = statistics.median(r["seconds"] for r in measured)
         rows.append(
             [
-                str(n),
+                f"{n}, planned by the plugin" if planned else f"{n}, at the key quantiles" if n > 1 else str(n),
                 f"{seconds:.2f} ({min(r['seconds'] for r in measured):.2f}-{max(r['seconds'] for r in measured):.2f})",
                 f"{args.keys / seconds:,.0f}",
                 f"{single / seconds:.2f}x",
                 f"{statistics.median(r['client_cpu'] for r in measured):.2f}",
                 f"{statistics.median(r['server_cpu'] for r in measured):.2f}",
                 f"{statistics.median(r['machine_cpu'] for r in measured):.2f}",
+                str(round(statistics.median(r["requests"] for r in measured))),
             ]
         )
     header = ["key ranges", "seconds, median (lowest-highest)", "keys/s", f"vs {counts[0]} range(s)"]
-    header += ["client CPU s", "S3 server CPU s", "machine CPU s"]
+    header += ["client CPU s", "S3 server CPU s", "machine CPU s", "requests"]
     command = "python " + " ".join(["benchmarks/bench_listing.py", *(argv if argv is not None else sys.argv[1:])])
     print(f"\n`{command}`: {args.server}, {args.keys:,} keys, {args.repeat} interleaved repetitions; load average")
     print(f"{load_start:.1f} at the start, {load_average():.1f} at the end.\n")

@@ -12,8 +12,10 @@ The servers are session-scoped (started once, on first use); each test works in 
 from __future__ import annotations
 
 import json
+import random
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from unittest import mock
 
@@ -21,8 +23,9 @@ import pytest
 from django.db import connection
 from django.utils.http import http_date
 
-from label_studio_cortx.models import CortxImportStorageLink
+from label_studio_cortx.models import CortxImportStorage, CortxImportStorageLink
 from label_studio_cortx.pull import load
+from label_studio_cortx.source import key_ranges, listing
 from label_studio_cortx.source import sync as source_sync
 from tests.storage_helpers import annotate, error_text, keys, new_bucket, payload, put, read_json, read_only_key
 from tests.test_api import (
@@ -173,6 +176,211 @@ def test_sync_pages_through_more_than_one_listing_page(api, project, s3):
     assert result["status"] == "completed" and result["last_sync_count"] == 1003, result
     assert sync(api, storage["id"])["last_sync_count"] == 0
     assert project.tasks.count() == 1003
+
+
+# --- concurrent listing: key ranges (CORTX_LIST_RANGES) -----------------------------------------------------------
+def _range_corpus() -> list[str]:
+    """Numbered names, UUIDs under a folder, a sparse tail and the key corpus: shapes the range planner must cut."""
+    rnd = random.Random(7)
+    keys = [f"r/img_{i:05d}.jpg" for i in range(300)]
+    keys += [f"r/u/{uuid.UUID(int=rnd.getrandbits(128))}.png" for i in range(150)]
+    keys += [f"r/zz{i}" for i in range(40)]
+    return keys + [key.replace("keys/", "r/k/", 1) for key in KEY_CORPUS]
+
+
+def _seed(s3, bucket: str, names) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = s3.client()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"x"), names))
+
+
+class _ListRequests:
+    """The ListObjectsV2 requests of a client (their parameters), and an optional hook run before each."""
+
+    def __init__(self, client, before=None) -> None:
+        self.client, self.before, self.params = client, before, []
+
+    def __call__(self, params, **_) -> None:
+        self.params.append(dict(params))
+        if self.before is not None:
+            self.before(len(self.params), params)
+
+    def __enter__(self) -> _ListRequests:
+        self.client.meta.events.register("provide-client-params.s3.ListObjectsV2", self, unique_id="list-requests")
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.client.meta.events.unregister("provide-client-params.s3.ListObjectsV2", unique_id="list-requests")
+
+
+@pytest.mark.compat("ListObjectsV2 with StartAfter: key ranges listed at once")
+def test_key_ranges_hand_on_every_key_once_in_key_order(s3):
+    bucket = new_bucket(s3)
+    names = _range_corpus()
+    _seed(s3, bucket, names)
+    client = s3.client()
+    # Recursive, and one folder level (the storage's default: the delimiter rolls the sub-folders up).
+    for params, expected in (
+        ({"Prefix": "r/"}, sorted(names)),
+        ({"Prefix": "r/", "Delimiter": "/"}, sorted(name for name in names if "/" not in name[2:])),
+    ):
+        one_pass = [e["Key"] for page in listing.iter_pages(client, bucket, params, page_size=10) for e in page]
+        assert one_pass == expected
+        for ranges in (2, 4):
+            with _ListRequests(client) as requests:
+                pages = list(listing.iter_pages(client, bucket, params, page_size=10, ranges=ranges))
+            assert [entry["Key"] for page in pages for entry in page] == one_pass, (params, ranges)
+            started_after = [request["StartAfter"] for request in requests.params if "StartAfter" in request]
+            assert len(started_after) >= 5, "the listing was not split"
+            # A range costs at most a page beyond its keys; misjudged ones are corrected as the listing goes.
+            assert len(requests.params) <= 2 * len(names) // 10, len(requests.params)
+            assert all(entry["Size"] == 1 and entry["ETag"] for page in pages for entry in page)
+
+
+@pytest.mark.compat("ListObjectsV2 with StartAfter")
+def test_key_ranges_wait_for_the_reader(s3):
+    """Memory stays bounded: ranges list ahead only so many pages while the reader is busy elsewhere."""
+    import time
+
+    bucket = new_bucket(s3)
+    _seed(s3, bucket, [f"w/{i:04d}" for i in range(1500)])
+    client = s3.client()
+    with _ListRequests(client) as requests:
+        pages = key_ranges.iter_pages(client, bucket, {"Prefix": "w/"}, ranges=3, page_size=10)
+        first = next(pages)
+        time.sleep(1.5)  # the reader writes its first page; the ranges' threads list ahead meanwhile
+        ahead = len(requests.params)
+        rest = [entry["Key"] for page in pages for entry in page]
+    assert 1 < ahead <= 1 + 3 * (key_ranges.BUFFER_PAGES + 1), ahead
+    assert [entry["Key"] for entry in first] + rest == [f"w/{i:04d}" for i in range(1500)]
+    assert len(requests.params) > ahead
+
+
+@pytest.mark.compat("ListObjectsV2 with StartAfter")
+def test_key_ranges_while_the_bucket_changes(s3):
+    """Keys deleted and added while the ranges are listed: nothing twice, nothing out of order, and every key
+    that was there throughout is listed."""
+    bucket = new_bucket(s3)
+    names = [f"c/{i:04d}.jpg" for i in range(600)]
+    _seed(s3, bucket, names)
+    client = s3.client()
+    deleted = names[5::40]
+    added = [f"c/{i:04d}.jpg.new" for i in range(7, 600, 40)]
+
+    def change(count, params) -> None:
+        if count == 3:
+            for key in deleted:
+                client.delete_object(Bucket=bucket, Key=key)
+            _seed(s3, bucket, added)
+
+    with _ListRequests(client, change):
+        listed = [e["Key"] for page in listing.iter_pages(client, bucket, {"Prefix": "c/"}, 10, ranges=4) for e in page]
+    assert listed == sorted(set(listed)), "a key twice or out of order"
+    assert set(names) - set(deleted) <= set(listed) <= set(names) | set(added)
+
+
+@pytest.mark.compat("ListObjectsV2 with StartAfter")
+def test_a_sync_in_key_ranges_creates_each_task_once_in_key_order(api, project, s3, settings, monkeypatch):
+    settings.CORTX_LIST_RANGES = 4
+    monkeypatch.setattr(key_ranges, "SEGMENT_PAGES", 0.25)  # ranges of 250 keys: a 2,600-key bucket makes many
+    bucket = new_bucket(s3)
+    from tests.storage_helpers import seed_objects
+
+    seed_objects(s3, bucket, 2600, prefix="many/")
+    storage = create_source(api, s3, bucket, project, prefix="many", use_blob_urls=True)
+    client = CortxImportStorage.objects.get(pk=storage["id"]).get_client()
+    with _ListRequests(client) as requests:
+        result = sync(api, storage["id"])
+    assert result["status"] == "completed" and result["last_sync_count"] == 2600, result
+    assert sum("StartAfter" in params for params in requests.params) >= 4, "the listing was not split"
+    # Task ids follow the bucket's key order, as a one-pass listing gives them (frames stay in sequence).
+    urls = [task_url(task) for task in project.tasks.order_by("id")]
+    assert urls == [f"s3://{bucket}/many/{i:05d}.jpg" for i in range(2600)]
+    result = sync(api, storage["id"])
+    assert result["last_sync_count"] == 0 and result["meta"]["tasks_existed"] == 2600, result
+    assert project.tasks.count() == 2600
+
+
+def _no_range_threads_left() -> None:
+    import threading
+    import time
+
+    deadline = time.monotonic() + 10
+    while any(thread.name == "cortx-list-range" for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "a key range's thread outlived its sync"
+        time.sleep(0.05)
+
+
+@pytest.mark.compat("ListObjectsV2 with StartAfter")
+def test_a_sync_whose_key_range_fails_keeps_its_tasks_and_is_finished_by_the_next(
+    api, project, s3, settings, monkeypatch
+):
+    from botocore.exceptions import EndpointConnectionError
+
+    from tests.storage_helpers import seed_objects
+
+    settings.CORTX_LIST_RANGES = 3
+    monkeypatch.setattr(key_ranges, "SEGMENT_PAGES", 0.5)
+    bucket = new_bucket(s3)
+    seed_objects(s3, bucket, 3000, prefix="f/")
+    storage = create_source(api, s3, bucket, project, prefix="f", use_blob_urls=True)
+    client = CortxImportStorage.objects.get(pk=storage["id"]).get_client()
+
+    def fail_a_late_range(count, params) -> None:
+        if params.get("StartAfter", "") > "f/01500":
+            raise EndpointConnectionError(endpoint_url=s3.url)
+
+    # The writer fails first (the database goes away): the ranges' threads stop with the sync.
+    real_create_tasks = source_sync.create_tasks
+
+    def create_tasks_then_fail(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(source_sync, "create_tasks", create_tasks_then_fail)
+    assert sync(api, storage["id"])["status"] == "failed" and project.tasks.count() == 0
+    monkeypatch.setattr(source_sync, "create_tasks", real_create_tasks)
+    _no_range_threads_left()
+
+    with _ListRequests(client, fail_a_late_range):
+        result = sync(api, storage["id"])
+    assert result["status"] == "failed", result
+    _no_range_threads_left()
+    assert "Could not connect" in result["traceback"] or "connect" in result["traceback"].lower(), result["traceback"]
+    assert s3.secret_key not in result["traceback"]
+    kept = project.tasks.count()
+    assert 1000 <= kept < 3000, kept  # the pages before the failed range were written
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed" and result["last_sync_count"] == 3000 - kept, result
+    links = CortxImportStorageLink.objects.filter(storage_id=storage["id"])
+    assert project.tasks.count() == 3000 and links.values("key").distinct().count() == 3000
+
+
+@pytest.mark.compat("listing in UTF-8 binary key order across folders", "ListObjectsV2 with StartAfter")
+def test_key_ranges_on_a_store_that_lists_folders_first(api, project, s3, store, settings):
+    """S3 lists ``t/d-x`` before ``t/d/x`` (``-`` sorts before ``/``); SeaweedFS lists the folder where its name
+    sorts. Split into ranges, such a listing would skip keys: the sync stops with a message saying what to set,
+    keeps what it created, and a one-pass sync then completes."""
+    settings.CORTX_LIST_RANGES = 2
+    bucket = new_bucket(s3)
+    names = [f"t/a/{i:04d}" for i in range(1000)] + ["t/d/x", "t/d-x", "t/d.x", "t/e"]
+    _seed(s3, bucket, names)
+    storage = create_source(api, s3, bucket, project, prefix="t", use_blob_urls=True, recursive_scan=True)
+    one_pass = [obj["Key"] for obj in s3.client().list_objects_v2(Bucket=bucket, StartAfter="t/a/0999")["Contents"]]
+    result = sync(api, storage["id"])
+    # docs/compatibility.md: every server here lists in binary order except SeaweedFS.
+    assert (one_pass == sorted(one_pass)) == (store.id != "seaweedfs"), f"{store.name} listed {one_pass}"
+    if store.id != "seaweedfs":
+        assert result["status"] == "completed" and project.tasks.count() == len(names), result
+        return
+    assert result["status"] == "failed", result
+    assert "does not list keys in UTF-8 binary order" in result["traceback"]
+    assert "CORTX_LIST_RANGES to 1" in result["traceback"]
+    assert project.tasks.count() == 1000  # the first page's tasks stay
+    settings.CORTX_LIST_RANGES = 1
+    result = sync(api, storage["id"])
+    assert result["status"] == "completed" and project.tasks.count() == len(names), result
 
 
 @pytest.mark.compat("tasks-mode sync")

@@ -1,4 +1,5 @@
-"""Listing a source bucket: ListObjects parameters, pages (with the V1 fallback), filters, read-ahead."""
+"""Listing a source bucket: ListObjects parameters, pages (with the V1 fallback, or as concurrent key ranges:
+``key_ranges``), filters, read-ahead."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from collections.abc import Iterator
 
 from botocore.exceptions import ClientError
 
+from .. import conf
 from ..connection.errors import StorageConnectionError, translated
-from . import patterns
+from . import key_ranges, patterns
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +30,26 @@ def list_params(storage) -> dict:
     return params
 
 
-def iter_pages(client, bucket: str, params: dict, page_size: int = 1000) -> Iterator[list[dict]]:
-    """Yield the object entries of each listing page; never holds more than one page."""
+def iter_pages(client, bucket: str, params: dict, page_size: int = 1000, ranges: int = 1) -> Iterator[list[dict]]:
+    """Yield the object entries of each listing page in the store's order; never holds more than a bounded number
+    of pages (one, or ``key_ranges.BUFFER_PAGES`` per range when ``ranges`` > 1)."""
+    listed = False
     try:
-        paginator = client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": page_size}, **params):
-            yield page.get("Contents", [])
+        if ranges > 1:
+            pages = key_ranges.iter_pages(client, bucket, params, ranges, page_size)
+        else:
+            paginator = client.get_paginator("list_objects_v2")
+            pages = (
+                page.get("Contents", [])
+                for page in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": page_size}, **params)
+            )
+        for page in pages:
+            listed = True
+            yield page
         return
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in _V2_UNSUPPORTED:
+        # Only a first request refused falls back: after pages were handed on, V1 would list them again.
+        if listed or exc.response.get("Error", {}).get("Code") not in _V2_UNSUPPORTED:
             raise
         logger.info("ListObjectsV2 is not supported by the endpoint, falling back to ListObjects (V1)")
     paginator = client.get_paginator("list_objects")
@@ -53,8 +66,15 @@ def iter_object_pages(storage) -> Iterator[list[dict]]:
         raise StorageConnectionError(str(exc)) from None
     with translated(storage.s3_endpoint or "", bucket=storage.bucket, what="listing"):
         client = storage.get_client()
-        for page in iter_pages(client, storage.bucket, list_params(storage)):
-            yield [obj for obj in page if not obj["Key"].endswith("/") and wanted(obj["Key"])]
+        try:
+            for page in iter_pages(client, storage.bucket, list_params(storage), ranges=conf.list_ranges()):
+                yield [obj for obj in page if not obj["Key"].endswith("/") and wanted(obj["Key"])]
+        except key_ranges.KeyOrderError:
+            raise StorageConnectionError(
+                "This store does not list keys in UTF-8 binary order, so its listing cannot be split into key "
+                "ranges: an administrator sets CORTX_LIST_RANGES to 1, then sync again (the tasks created so far "
+                "are kept and not created twice)."
+            ) from None
 
 
 def read_ahead(iterator: Iterator, depth: int = 2) -> Iterator:
@@ -77,6 +97,11 @@ def read_ahead(iterator: Iterator, depth: int = 2) -> Iterator:
         except BaseException as exc:  # handed to the consumer, which raises it
             items.put(("error", exc))
             return
+        finally:
+            # A consumer that stops early stops the listing too (key ranges' threads end with it).
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
         items.put(("done", None))
 
     thread = threading.Thread(target=produce, name="cortx-list-ahead", daemon=True)
