@@ -104,6 +104,27 @@ def test_clients_are_cached_per_configuration(settings, caplog):
     assert get_client(changed).meta.config.read_timeout == 7
 
 
+def test_new_clients_share_the_s3_model_the_app_parsed_at_start(settings, monkeypatch):
+    """The app parsed botocore's S3 model when it started (``apps.ready``): a new client, of any connection and
+    of the presign kind too, reads no model file and still works with its own credentials and endpoint."""
+    import botocore.loaders
+
+    settings.CORTX_TRUSTED_ENDPOINTS = ["http://10.0.0.7:8000"]
+    reads = []
+    real = botocore.loaders.JSONFileLoader.load_file
+    monkeypatch.setattr(
+        botocore.loaders.JSONFileLoader, "load_file", lambda self, path: reads.append(path) or real(self, path)
+    )
+    first = get_client(ConnectionConfig.build("http://10.0.0.7:8000", access_key_id="k1", secret_access_key="s1"))
+    other = ConnectionConfig.build("http://10.0.0.7:8000", access_key_id="k2", secret_access_key="s2", region_name="US")
+    second, presign = get_client(other), get_presign_client(other, "https://s3.example.com")
+    assert reads == []
+    assert first._request_signer._credentials.access_key == "k1"
+    assert second._request_signer._credentials.access_key == "k2" and second.meta.region_name == "US"
+    url = presign.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"})
+    assert url.startswith("https://s3.example.com/b/k?") and "k2" in url
+
+
 def test_insecure_tls_is_logged_and_can_be_forbidden(settings, caplog):
     settings.CORTX_TRUSTED_ENDPOINTS = ["https://10.0.0.5"]
     insecure = ConnectionConfig.build("https://10.0.0.5", verify_tls=False)

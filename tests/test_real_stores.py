@@ -357,7 +357,7 @@ def test_a_sync_whose_key_range_fails_keeps_its_tasks_and_is_finished_by_the_nex
     assert project.tasks.count() == 3000 and links.values("key").distinct().count() == 3000
 
 
-@pytest.mark.compat("listing in UTF-8 binary key order across folders", "ListObjectsV2 with StartAfter")
+@pytest.mark.compat("folders and names in one UTF-8 binary key order", "ListObjectsV2 with StartAfter")
 def test_key_ranges_on_a_store_that_lists_folders_first(api, project, s3, store, settings):
     """S3 lists ``t/d-x`` before ``t/d/x`` (``-`` sorts before ``/``); SeaweedFS lists the folder where its name
     sorts. Split into ranges, such a listing would skip keys: the sync stops with a message saying what to set,

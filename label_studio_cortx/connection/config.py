@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
@@ -63,9 +64,25 @@ def parse_timestamp(value):
     return botocore_parse_timestamp(value)
 
 
+# One data loader for every session of the process. Each new session would otherwise read and parse the S3 model,
+# its endpoint rules and the partitions again: 80-130 ms for each new client, 9-14 ms with the loader shared
+# (a storage has an API client and a presign client, a server one per distinct connection). The loader caches
+# what it parsed and botocore only reads it.
+_LOADER = botocore.loaders.create_loader()
+
+
 def botocore_session() -> botocore.session.Session:
     """A new botocore session whose clients parse timestamps with ``parse_timestamp`` (botocore's documented
-    response-parser defaults, as the AWS CLI sets its own timestamp parser)."""
+    response-parser defaults, as the AWS CLI sets its own timestamp parser) and share the process's data loader."""
     session = botocore.session.get_session()
+    session.register_component("data_loader", _LOADER)
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     return session
+
+
+def warm_up() -> None:
+    """Parse the S3 model into the shared loader now (a client is built and dropped; nothing is sent), so that a
+    process's first client is cheap too: RQ forks a process per job from a worker that ran this."""
+    botocore_session().create_client(
+        "s3", region_name=DEFAULT_REGION, aws_access_key_id="warm-up", aws_secret_access_key="warm-up"
+    )

@@ -34,8 +34,8 @@ from collections import deque
 from collections.abc import Iterator
 from itertools import pairwise
 
-# Keys a range is planned to hold, in pages: each range costs one request beyond its keys (the page that crosses
-# its end), so a few pages per range keep that waste small while the window of ranges stays small in memory.
+# Keys a range is planned to hold, in pages: a few pages per range keep the window of ranges small in memory while
+# the page that crosses each range's end (asked for only the keys still expected) stays a small part of the work.
 SEGMENT_PAGES: float = 4
 # Pages a range's thread lists ahead of the reader before it waits.
 BUFFER_PAGES = 6
@@ -127,8 +127,9 @@ class Scale:
 class _Range:
     """One key range (lo, hi], its pages on the way to the reader, and what its listing found."""
 
-    def __init__(self, lo: str, hi: str | None, stop: threading.Event) -> None:
+    def __init__(self, lo: str, hi: str | None, stop: threading.Event, expected: int = 0) -> None:
         self.lo, self.hi = lo, hi
+        self.expected = expected  # keys the range was planned to hold
         self.count = 0
         self.exhausted = False  # the listing ended inside this range: no key after it
         self._pages: queue.Queue = queue.Queue(maxsize=BUFFER_PAGES)
@@ -155,9 +156,17 @@ class _Range:
     def list(self, client, request: dict) -> None:
         """List the range into the reader's queue (run by the range's thread)."""
         request = dict(request, StartAfter=self.lo)
-        last = self.lo
+        page_size, last, probed = request["MaxKeys"], self.lo, False
         try:
             while not self._stop.is_set():
+                # Near the planned end, ask for about the keys still expected (at the end itself, a tenth of a
+                # page once): the page that crosses the end is short instead of a whole page listed for nothing.
+                remaining = self.expected - self.count
+                if self.hi is None or remaining >= page_size or (remaining <= 0 and probed):
+                    request["MaxKeys"] = page_size
+                else:
+                    request["MaxKeys"] = max(remaining + remaining // 4 + 1, page_size // 10)
+                    probed = remaining <= 0
                 response = client.list_objects_v2(**request)
                 contents = response.get("Contents", [])
                 if not _ascending([last, *(entry["Key"] for entry in contents)]):
@@ -250,7 +259,7 @@ def iter_pages(client, bucket: str, params: dict, ranges: int, page_size: int = 
         nonlocal lo
         while lo is not None and not ended and len(window) < ranges:
             hi = _next_end(scale, lo, step)
-            part = _Range(lo, hi, stop)
+            part = _Range(lo, hi, stop, target)
             thread = threading.Thread(target=part.list, args=(client, request), name="cortx-list-range", daemon=True)
             thread.start()
             threads.append(thread)
