@@ -239,6 +239,33 @@ def test_key_ranges_hand_on_every_key_once_in_key_order(s3):
             assert all(entry["Size"] == 1 and entry["ETag"] for page in pages for entry in page)
 
 
+def test_a_listing_refused_after_its_first_pages_fails_instead_of_listing_them_again(s3):
+    """ListObjects V1 is the fallback for a store that refuses V2's first request; a refusal later (one range of
+    several, or a later page) is an error, never a second pass that would hand the first pages on twice."""
+    from botocore.exceptions import ClientError
+
+    bucket = new_bucket(s3)
+    _seed(s3, bucket, [f"v/{i:03d}" for i in range(60)])
+    client = s3.client()
+
+    def refuse_after(first: int):
+        def refuse(count, params) -> None:
+            if count > first:
+                raise ClientError({"Error": {"Code": "NotImplemented", "Message": "no"}}, "ListObjectsV2")
+
+        return refuse
+
+    for ranges in (1, 3):
+        handed_on = []
+        with _ListRequests(client, refuse_after(2)), pytest.raises(ClientError):
+            for page in listing.iter_pages(client, bucket, {"Prefix": "v/"}, page_size=10, ranges=ranges):
+                handed_on.extend(entry["Key"] for entry in page)
+        assert handed_on == sorted(set(handed_on)) and len(handed_on) <= 20, (ranges, handed_on)
+    with _ListRequests(client, refuse_after(0)):
+        pages = list(listing.iter_pages(client, bucket, {"Prefix": "v/"}, page_size=10, ranges=3))
+    assert [entry["Key"] for page in pages for entry in page] == [f"v/{i:03d}" for i in range(60)]
+
+
 @pytest.mark.compat("ListObjectsV2 with StartAfter")
 def test_key_ranges_wait_for_the_reader(s3):
     """Memory stays bounded: ranges list ahead only so many pages while the reader is busy elsewhere."""
