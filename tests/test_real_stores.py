@@ -328,6 +328,14 @@ def test_a_sync_in_key_ranges_creates_each_task_once_in_key_order(api, project, 
     result = sync(api, storage["id"])
     assert result["last_sync_count"] == 0 and result["meta"]["tasks_existed"] == 2600, result
     assert project.tasks.count() == 2600
+    # The form's file preview reads one page: one request, no ranges started for it.
+    with _ListRequests(client) as requests:
+        data = payload(s3, bucket, project, prefix="many", use_blob_urls=True, limit=5)
+        response = api.post("/api/storages/cortx/files", data, format="json")
+    assert response.status_code == 200, response.content
+    # (Label Studio's convention: a last entry without a key says there are more.)
+    assert [f["key"] for f in response.json()["files"]] == [f"many/{i:05d}.jpg" for i in range(5)] + [None]
+    assert not any("StartAfter" in params for params in requests.params), requests.params
 
 
 def _no_range_threads_left() -> None:

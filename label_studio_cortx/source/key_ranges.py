@@ -30,6 +30,7 @@ import bisect
 import queue
 import string
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from itertools import pairwise
@@ -134,6 +135,11 @@ class _Range:
         self.exhausted = False  # the listing ended inside this range: no key after it
         self._pages: queue.Queue = queue.Queue(maxsize=BUFFER_PAGES)
         self._stop = stop
+        self.thread: threading.Thread | None = None
+
+    def start(self, client, request: dict) -> None:
+        self.thread = threading.Thread(target=self.list, args=(client, request), name="cortx-list-range", daemon=True)
+        self.thread.start()
 
     def put(self, item) -> bool:
         while not self._stop.is_set():
@@ -157,17 +163,11 @@ class _Range:
         """List the range into the reader's queue (run by the range's thread)."""
         request = dict(request, StartAfter=self.lo)
         page_size, last, probed = request["MaxKeys"], self.lo, False
+        self.exhausted = True  # unless the listing passes ``hi`` first
         try:
-            while not self._stop.is_set():
-                # Near the planned end, ask for about the keys still expected (at the end itself, a tenth of a
-                # page once): the page that crosses the end is short instead of a whole page listed for nothing.
-                remaining = self.expected - self.count
-                if self.hi is None or remaining >= page_size or (remaining <= 0 and probed):
-                    request["MaxKeys"] = page_size
-                else:
-                    request["MaxKeys"] = max(remaining + remaining // 4 + 1, page_size // 10)
-                    probed = remaining <= 0
-                response = client.list_objects_v2(**request)
+            for response in _responses(client, request):
+                if self._stop.is_set():
+                    return
                 contents = response.get("Contents", [])
                 if not _ascending([last, *(entry["Key"] for entry in contents)]):
                     raise KeyOrderError("the store listed keys out of UTF-8 binary order")
@@ -176,17 +176,20 @@ class _Range:
                 if self.hi is not None and _passes(response, contents, self.hi):
                     inside = bisect.bisect_right([entry["Key"] for entry in contents], self.hi)
                     self.count += inside
+                    self.exhausted = False
                     self.put(contents[:inside])
                     break
                 self.count += len(contents)
                 if not self.put(contents):
                     return
-                token = response.get("NextContinuationToken")
-                if not response.get("IsTruncated") or not token:
-                    self.exhausted = True
-                    break
-                request.pop("StartAfter", None)
-                request["ContinuationToken"] = token
+                # Near the planned end, ask for about the keys still expected (at the end itself, a tenth of a
+                # page once): the page that crosses the end is short instead of a whole page listed for nothing.
+                remaining = self.expected - self.count
+                if self.hi is None or remaining >= page_size or (remaining <= 0 and probed):
+                    request["MaxKeys"] = page_size
+                else:
+                    request["MaxKeys"] = max(remaining + remaining // 4 + 1, page_size // 10)
+                    probed = remaining <= 0
         except BaseException as exc:  # handed to the reader, which raises it in order
             self.put(exc)
             return
@@ -219,50 +222,48 @@ def _next_end(scale: Scale, lo: str, step: int) -> str | None:
     return None
 
 
-def _serial(client, request: dict, token: str) -> Iterator[list[dict]]:
-    request = dict(request, ContinuationToken=token)
+def _responses(client, request: dict) -> Iterator[dict]:
+    """ListObjectsV2 responses from ``request`` on, following continuation tokens; reads ``request`` again for each
+    call, so the caller may change its ``MaxKeys`` between them."""
     while True:
         response = client.list_objects_v2(**request)
-        yield response.get("Contents", [])
+        yield response
         token = response.get("NextContinuationToken")
         if not response.get("IsTruncated") or not token:
             return
+        request.pop("StartAfter", None)
         request["ContinuationToken"] = token
 
 
 def iter_pages(client, bucket: str, params: dict, ranges: int, page_size: int = 1000) -> Iterator[list[dict]]:
     """The pages of a ListObjectsV2 pass in key order, listed as up to ``ranges`` key ranges at once."""
     request = dict(params, Bucket=bucket, MaxKeys=page_size)
-    first = client.list_objects_v2(**request)
+    responses = _responses(client, request)
+    first = next(responses)
     contents = first.get("Contents", [])
-    token = first.get("NextContinuationToken")
-    if not first.get("IsTruncated") or not token:
-        yield contents
-        return
     keys = [entry["Key"] for entry in contents]
     scale = Scale(params.get("Prefix", ""), keys) if len(keys) > 1 and _ascending(keys) else None
     target = max(1, int(SEGMENT_PAGES * page_size))
     step = (scale.value(keys[-1]) - scale.value(keys[0])) * target // (len(keys) - 1) if scale else 0
-    if step <= 0:
+    if step <= 0 or not first.get("IsTruncated"):
+        # One page, or keys the scale cannot read (out of order, or none): the rest in one pass.
         yield contents
-        yield from _serial(client, request, token)
+        yield from (response.get("Contents", []) for response in responses)
         return
+    request = dict(params, Bucket=bucket, MaxKeys=page_size)
 
     stop = threading.Event()
     window: deque[_Range] = deque()
-    threads: list[threading.Thread] = []
+    reading: _Range | None = None
     lo: str | None = keys[-1]
-    ended = False
 
     def plan() -> None:
         """Start ranges after ``lo`` until ``ranges`` are listed or waiting to be read."""
         nonlocal lo
-        while lo is not None and not ended and len(window) < ranges:
+        while lo is not None and len(window) < ranges:
             hi = _next_end(scale, lo, step)
             part = _Range(lo, hi, stop, target)
-            thread = threading.Thread(target=part.list, args=(client, request), name="cortx-list-range", daemon=True)
-            thread.start()
-            threads.append(thread)
+            part.start(client, request)
             window.append(part)
             lo = hi
 
@@ -270,17 +271,19 @@ def iter_pages(client, bucket: str, params: dict, ranges: int, page_size: int = 
         plan()  # the ranges list while the reader works on the first page
         yield contents
         while window:
-            part = window.popleft()
-            yield from part.pages()
-            if part.exhausted:
-                ended = True
-            elif part.hi is not None:
-                span = scale.value(part.hi) - scale.value(part.lo)
-                wanted = span * target // part.count if part.count else step * MAX_FACTOR
+            reading = window.popleft()
+            yield from reading.pages()
+            if reading.exhausted:
+                lo = None  # the bucket ends in this range: the ranges already started after it are drained
+            elif reading.hi is not None:
+                span = scale.value(reading.hi) - scale.value(reading.lo)
+                wanted = span * target // reading.count if reading.count else step * MAX_FACTOR
                 step = max(1, min(step * MAX_FACTOR, max(step // MAX_FACTOR, wanted)))
-            threads = [thread for thread in threads if thread.is_alive()]
             plan()
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(timeout=5)
+        # One deadline for all: a thread inside a request leaves when it returns (the client's read timeout).
+        deadline = time.monotonic() + 5
+        for part in (reading, *window):
+            if part is not None and part.thread is not None:
+                part.thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 from botocore.exceptions import ClientError
 
-from .. import conf
 from ..connection.errors import StorageConnectionError, translated
 from . import key_ranges, patterns
 
@@ -57,8 +56,9 @@ def iter_pages(client, bucket: str, params: dict, page_size: int = 1000, ranges:
         yield page.get("Contents", [])
 
 
-def iter_object_pages(storage) -> Iterator[list[dict]]:
-    """Listing pages of a source storage, with folders and keys outside the regex filter removed."""
+def iter_object_pages(storage, ranges: int = 1) -> Iterator[list[dict]]:
+    """Listing pages of a source storage, with folders and keys outside the regex filter removed; ``ranges`` > 1
+    lists key ranges at once (a sync's whole pass; a preview that reads one page stays one request)."""
     try:
         wanted = patterns.matcher(storage.regex_filter)
     except patterns.PatternError as exc:
@@ -67,7 +67,7 @@ def iter_object_pages(storage) -> Iterator[list[dict]]:
     with translated(storage.s3_endpoint or "", bucket=storage.bucket, what="listing"):
         client = storage.get_client()
         try:
-            for page in iter_pages(client, storage.bucket, list_params(storage), ranges=conf.list_ranges()):
+            for page in iter_pages(client, storage.bucket, list_params(storage), ranges=ranges):
                 yield [obj for obj in page if not obj["Key"].endswith("/") and wanted(obj["Key"])]
         except key_ranges.KeyOrderError:
             raise StorageConnectionError(

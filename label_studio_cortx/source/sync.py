@@ -200,7 +200,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
     started = timezone.now()
     pool = None if storage.use_blob_urls else ThreadPoolExecutor(max_workers=conf.read_workers())
     try:
-        for entries in read_ahead(iter_object_pages(storage)):
+        for entries in read_ahead(iter_object_pages(storage, ranges=conf.list_ranges())):
             if not entries:
                 continue
             keys = [entry["Key"] for entry in entries]
