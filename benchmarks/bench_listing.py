@@ -51,13 +51,19 @@ def key(i: int) -> str:
     return f"{PREFIX}{i:07d}.jpg"
 
 
-def listing_client(endpoint, pool: int):
-    """The plugin's listing client: its botocore session (ISO 8601 timestamps) and configuration."""
+def listing_client(endpoint, pool: int, delayed_acks: bool = False):
+    """The plugin's listing client: its botocore session (ISO 8601 timestamps), configuration and connections that
+    acknowledge each response at once (``delayed_acks``: the operating system's default instead)."""
     import boto3
 
-    from label_studio_cortx.connection.config import ClientLimits, botocore_config, botocore_session
+    from label_studio_cortx.connection.config import (
+        ClientLimits,
+        acknowledge_at_once,
+        botocore_config,
+        botocore_session,
+    )
 
-    return boto3.session.Session(botocore_session=botocore_session()).client(
+    client = boto3.session.Session(botocore_session=botocore_session()).client(
         "s3",
         endpoint_url=endpoint.url,
         aws_access_key_id=endpoint.access_key,
@@ -65,6 +71,9 @@ def listing_client(endpoint, pool: int):
         region_name="us-east-1",
         config=botocore_config(ClientLimits(max_pool_connections=max(pool, 10))),
     )
+    if not delayed_acks:
+        acknowledge_at_once(client)
+    return client
 
 
 def seed(endpoint, count: int) -> None:
@@ -147,8 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--ranges", default="1,2,4", help="concurrent key ranges to compare (default: 1,2,4)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions (default: 3)")
+    parser.add_argument(
+        "--delayed-acks",
+        action="store_true",
+        help="connections that delay their ACKs (the operating system's default), not the plugin's",
+    )
     args = parser.parse_args(argv)
-    counts = [int(n) for n in args.ranges.split(",")]
+    # "auto": the plugin's default, key_ranges.AUTO (the first page decides).
+    counts = [key_ranges.AUTO if n.strip() == "auto" else int(n) for n in args.ranges.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-listing-"))
     load_start = load_average()
     endpoint = start_server(args.server, work)
@@ -156,15 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         seed(endpoint, args.keys)
         log(f"{args.server}: {args.keys} keys seeded in {time.perf_counter() - started:.0f} s")
-        client, pid = listing_client(endpoint, max(counts)), server_pid(endpoint)
+        client, pid = listing_client(endpoint, max(counts), args.delayed_acks), server_pid(endpoint)
         measure(client, args.keys, 1, pid)  # warm: the store's caches, the client's connections
         # (ranges, planned): the quantile split, and the plugin's planned ranges for every count above one.
-        runs = [(n, False) for n in counts] + [(n, True) for n in counts if n > 1]
+        runs = [(n, False) for n in counts if n >= 1] + [(n, True) for n in counts if n != 1]
         results: dict[tuple[int, bool], list[dict]] = {run: [] for run in runs}
         for repeat in range(args.repeat):
             for n, planned in runs if repeat % 2 == 0 else runs[::-1]:
                 results[n, planned].append(measure(client, args.keys, n, pid, planned))
-                log(f"{n} ranges{' (planned)' if planned else ''}: {results[n, planned][-1]['seconds']:.2f} s")
+                log(
+                    f"{n or 'auto'} ranges{' (planned)' if planned else ''}: {results[n, planned][-1]['seconds']:.2f} s"
+                )
     finally:
         endpoint.stop()
     single = statistics.median(r["seconds"] for r in results[counts[0], False])
@@ -173,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds = statistics.median(r["seconds"] for r in measured)
         rows.append(
             [
-                f"{n}, planned by the plugin" if planned else f"{n}, at the key quantiles" if n > 1 else str(n),
+                f"{n or 'auto'}, planned by the plugin"
+                if planned
+                else f"{n}, at the key quantiles"
+                if n > 1
+                else str(n),
                 f"{seconds:.2f} ({min(r['seconds'] for r in measured):.2f}-{max(r['seconds'] for r in measured):.2f})",
                 f"{args.keys / seconds:,.0f}",
                 f"{single / seconds:.2f}x",

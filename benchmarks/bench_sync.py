@@ -16,6 +16,9 @@ Scenarios (``<n>`` is a size such as 10k):
 * ``floor_list_<n>``   one bare, paginated ListObjectsV2 pass over the files bucket (plain boto3 client)
 * ``floor_isolist_<n>`` the same pass through a client with the plugin's timestamp parser (ISO 8601 by the standard
   library, ``connection.config.botocore_session``): what listing costs the plugin's own client
+* ``floor_acklist_<n>`` the same pass through a plain boto3 client whose connections acknowledge each response at
+  once (``connection.config.acknowledge_at_once``, as the plugin's clients do): what the store can deliver to a
+  client that does not delay its ACKs (Ceph RGW's default front end waits for them: docs/performance.md)
 * ``floor_get_<n>``    concurrent GETs of the JSON task files, pool = ``--workers``
 * ``floor_put_<n>``    concurrent PUTs of annotation-sized JSON bodies, pool = ``--workers``
 * ``ls_files_<n>``     Label Studio's S3 source storage, files mode (``use_blob_urls=True``)
@@ -185,6 +188,10 @@ class Plan:
         ]
         out += [
             Scenario(f"floor_isolist_{size_label(n)}", "floor", "isolist", n, FILES_BUCKET.format(size=n))
+            for n in self.files_sizes
+        ]
+        out += [
+            Scenario(f"floor_acklist_{size_label(n)}", "floor", "acklist", n, FILES_BUCKET.format(size=n))
             for n in self.files_sizes
         ]
         out += [
@@ -700,10 +707,14 @@ def annotation_like_body(i: int) -> bytes:
 
 def run_floor(sc: dict, cfg: dict) -> dict[str, Any]:
     client = floor_client(cfg, iso_timestamps=sc["op"] == "isolist")
+    if sc["op"] == "acklist":
+        from label_studio_cortx.connection.config import acknowledge_at_once
+
+        acknowledge_at_once(client)
     workers = cfg["workers"]
     n = sc["size"]
     result: dict[str, Any] = {}
-    if sc["op"] in ("list", "isolist"):
+    if sc["op"] in ("list", "isolist", "acklist"):
         meter = Meter(cfg["moto_pid"])
         count = 0
         pages = client.get_paginator("list_objects_v2").paginate(
@@ -1121,16 +1132,10 @@ def target_rows(results: dict[str, dict], plan: Plan) -> list[list[str]]:
             target += ", >= 10x LS"
             checks.append(speedup_check(ls, cx, 10))
         row(f"Files mode, {size_label(n)} objects (floor: list)", ls, cx, fl, target, checks)
-        iso = results.get(f"floor_isolist_{s}")
-        if iso:
-            row(
-                f"Files mode, {size_label(n)} objects (floor: list, the plugin's timestamp parser)",
-                None,
-                cx,
-                iso,
-                "(for comparison)",
-                [],
-            )
+        for floor_name, what in (("isolist", "the plugin's timestamp parser"), ("acklist", "ACKs at once")):
+            other = results.get(f"floor_{floor_name}_{s}")
+            if other:
+                row(f"Files mode, {size_label(n)} objects (floor: list, {what})", None, cx, other, "(comparison)", [])
 
     r = plan.resync_size
     cx, fl = results.get(f"cortx_resync_{size_label(r)}"), results.get(f"floor_list_{size_label(r)}")
@@ -1142,6 +1147,16 @@ def target_rows(results: dict[str, dict], plan: Plan) -> list[list[str]]:
         "<= 1.3x floor",
         [ratio_check(cx, fl, 1.3, "floor")],
     )
+    ack = results.get(f"floor_acklist_{size_label(r)}")
+    if ack:
+        row(
+            f"Re-sync, nothing changed, {size_label(r)} objects (floor: list, ACKs at once)",
+            None,
+            cx,
+            ack,
+            "(comparison)",
+            [],
+        )
 
     for op, size, floor_name, label in (
         ("tasks", plan.tasks_size, "floor_get", "Tasks mode, {n} JSON files (floor: GET)"),

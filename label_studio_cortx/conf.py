@@ -27,6 +27,10 @@ def _list(text: str | list | tuple) -> list[str]:
     return [str(item).strip() for item in items or [] if item and str(item).strip()]
 
 
+def _ranges(text: str) -> str | int:
+    return "auto" if text.strip().lower() == "auto" else int(text)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -61,9 +65,9 @@ TABLE: tuple[Setting, ...] = (
             "(never in the request)."),
     Setting("CORTX_SYNC_WAIT_SECONDS", 5.0, float, "How long a Sync request waits for the sync before it "
             "answers 'in progress'."),
-    Setting("CORTX_LIST_RANGES", 1, int, "Key ranges a source sync's listing walks at once (ListObjectsV2 with "
-            "StartAfter), pages still in key order. More than 1 pays off where the store, not the client, is the "
-            "listing's limit (Ceph RGW); only for stores that list keys in UTF-8 binary order (not SeaweedFS)."),
+    Setting("CORTX_LIST_RANGES", "auto", _ranges, "Key ranges a source sync's listing walks at once "
+            "(ListObjectsV2 with StartAfter), pages still in key order: 'auto' (two where the store, not the client, "
+            "held up the first page, else one) or a number from 1 to 16."),
     Setting("CORTX_READ_WORKERS", 8, int, "Concurrent GETs of task files (tasks mode)."),
     Setting("CORTX_TASK_FILE_STREAM_BYTES", 8 * 1024 * 1024, int, "Task files at least this large (bytes) are "
             "streamed, their tasks created in chunks of 1,000 rows, instead of read whole."),
@@ -190,8 +194,12 @@ def task_file_stream_bytes() -> int:
 
 
 def list_ranges() -> int:
-    """From 1 to 16: each range holds a pooled connection and up to six pages while it waits for the reader."""
-    return max(1, min(int(get("CORTX_LIST_RANGES")), 16))
+    """0 for "auto" (``source.key_ranges.AUTO``), else from 1 to 16: each range holds a pooled connection and up to
+    six pages while it waits for the reader."""
+    value = get("CORTX_LIST_RANGES")
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0
+    return max(1, min(int(value), 16))
 
 
 def read_workers() -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 
 def new_bucket(endpoint, prefix: str = "cortx") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
@@ -142,3 +144,22 @@ def plugin_env(settings, **extra: str) -> dict:
             POSTGRE_PASSWORD=database["PASSWORD"],
         )
     return env
+
+
+def quick_acks(monkeypatch) -> list[tuple[type, int]]:
+    """For each response a plugin connection waits for: its socket's type and whether it is in quick-ACK mode."""
+    import socket
+
+    from label_studio_cortx.connection import config
+
+    if not hasattr(socket, "TCP_QUICKACK"):
+        pytest.skip("TCP_QUICKACK is Linux's")
+    seen = []
+    real = config.ack_at_once
+
+    def record(sock) -> None:
+        real(sock)
+        seen.append((type(sock), sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)))
+
+    monkeypatch.setattr(config, "ack_at_once", record)
+    return seen

@@ -211,6 +211,20 @@ def test_validate_succeeds_over_https_with_ca_bundle(api, project, s3_https, tru
     assert validate(api, payload(s3_https, bucket, project), target=True).status_code == 200
 
 
+def test_tls_connections_acknowledge_each_response_at_once(api, project, s3_https, trust, monkeypatch):
+    import ssl
+
+    from tests.storage_helpers import quick_acks
+
+    seen = quick_acks(monkeypatch)
+    trust(s3_https)
+    bucket = new_bucket(s3_https)
+    put(s3_https, bucket, "images/a.jpg", b"x")
+    storage = create_source(api, s3_https, bucket, project, prefix="images", use_blob_urls=True)
+    assert sync(api, storage["id"])["last_sync_count"] == 1
+    assert seen and all(issubclass(kind, ssl.SSLSocket) and mode == 1 for kind, mode in seen), seen
+
+
 def test_validate_accepts_a_ca_bundle_whose_line_breaks_were_collapsed(api, project, s3_https, trust):
     trust(s3_https)
     bucket = new_bucket(s3_https)

@@ -1,5 +1,5 @@
-"""The key-range planner's scale (``source.key_ranges``), in process: how keys are read as numbers and how range
-ends are written back. The listing itself is tested on the real stores (tests/test_real_stores.py)."""
+"""The key-range planner (``source.key_ranges``), in process: how keys are read as numbers, how range ends are
+written back, and when "auto" splits. The listing itself is tested on the real stores (tests/test_real_stores.py)."""
 
 from __future__ import annotations
 
@@ -72,3 +72,42 @@ def test_the_end_of_the_scale_is_an_open_range():
     keys = SHAPES["unicode folders"][:200]
     scale = Scale("p/", keys)
     assert key_ranges._next_end(scale, keys[-1], scale.value(keys[-1]) - scale.value(keys[0])) is None
+
+
+class _TimedBucket:
+    """ListObjectsV2 over numbered keys, each call taking ``seconds``: asleep (a store that makes the client wait)
+    or busy in the calling thread (a client whose own work is the limit)."""
+
+    def __init__(self, count: int, seconds: float, busy: bool) -> None:
+        self.keys = [f"k/{i:06d}" for i in range(count)]
+        self.seconds, self.busy, self.calls = seconds, busy, []
+
+    def list_objects_v2(self, **request) -> dict:
+        import bisect
+        import time
+
+        self.calls.append(dict(request))
+        started = time.perf_counter()
+        if self.busy:
+            while time.perf_counter() - started < self.seconds:
+                pass
+        else:
+            time.sleep(self.seconds)
+        after = request.get("ContinuationToken") or request.get("StartAfter") or ""
+        start = bisect.bisect_right(self.keys, after)
+        page = self.keys[start : start + request["MaxKeys"]]
+        truncated = start + len(page) < len(self.keys)
+        return {
+            "Contents": [{"Key": key} for key in page],
+            "IsTruncated": truncated,
+            **({"NextContinuationToken": page[-1]} if truncated else {}),
+        }
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["the store waits", "the client works"])
+def test_auto_lists_in_ranges_only_when_the_store_held_the_first_page_up(busy):
+    bucket = _TimedBucket(2000, 0.02, busy)
+    pages = list(key_ranges.iter_pages(bucket, "b", {"Prefix": "k/"}, key_ranges.AUTO, page_size=100))
+    assert [entry["Key"] for page in pages for entry in page] == bucket.keys
+    split = any("StartAfter" in call for call in bucket.calls)
+    assert split is not busy, bucket.calls[:3]

@@ -28,7 +28,7 @@ from io_storages.s3.utils import _guard_client_connections
 
 from .. import conf
 from . import ca_bundle, endpoints, signing
-from .config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config, botocore_session
+from .config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, acknowledge_at_once, botocore_config, botocore_session
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ def _create(config: ConnectionConfig, endpoint_url: str, guard: bool, path_style
     )
     if guard:
         _guard_client_connections(client)
+    acknowledge_at_once(client)
     # Every socket goes to this endpoint's host and port, trusted or not, whatever a URL parser made of it.
     endpoints.pin_client_connections(client, endpoint_url, virtual_hosts=not path_style)
     return client

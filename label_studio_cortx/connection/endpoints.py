@@ -10,7 +10,8 @@ queries) is refused with the reason. Then, as defence in depth, each client's co
 sockets to the endpoint's host and port (:func:`pin_client_connections`), so a future parsing trick still
 cannot reach another host.
 
-Imports: Django settings (through ``conf``), urllib3 and botocore; nothing else of the plugin.
+Imports: Django settings (through ``conf``), urllib3, botocore and ``connection.config``; nothing else of the
+plugin.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from botocore.awsrequest import AWSHTTPConnection, AWSHTTPConnectionPool, AWSHTTPSConnection, AWSHTTPSConnectionPool
 from core.utils.exceptions import LabelStudioAPIException, SsrfBlockedUrlError
 from core.utils.io import validate_url_for_ssrf
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from .. import conf
+from .config import wrap_connections
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Longest endpoint worth parsing: a DNS name has at most 253 characters.
@@ -251,21 +252,6 @@ def pin_client_connections(client, endpoint_url: str, *, virtual_hosts: bool = F
     ``<bucket>.<host>``, the addressing style where buckets are subdomains of the endpoint.
     """
     endpoint = parse(endpoint_url)
-    http_session = client._endpoint.http_session
-    current = dict(http_session._pool_classes_by_scheme)
-    pinned = {}
-    defaults = {
-        "http": (AWSHTTPConnectionPool, AWSHTTPConnection),
-        "https": (AWSHTTPSConnectionPool, AWSHTTPSConnection),
-    }
-    for scheme, (default_pool, default_conn) in defaults.items():
-        pool_base = current.get(scheme, default_pool)
-        conn_base = getattr(pool_base, "ConnectionCls", default_conn)
-        conn_class = type(
-            f"CortxPinned{conn_base.__name__}",
-            (_PinnedConnectionMixin, conn_base),
-            {"_cortx_pin": (endpoint.host, endpoint.port, virtual_hosts)},
-        )
-        pinned[scheme] = type(f"CortxPinned{pool_base.__name__}", (pool_base,), {"ConnectionCls": conn_class})
-    http_session._pool_classes_by_scheme = pinned
-    http_session._manager.pool_classes_by_scheme = pinned
+    wrap_connections(
+        client, _PinnedConnectionMixin, "CortxPinned", {"_cortx_pin": (endpoint.host, endpoint.port, virtual_hosts)}
+    )

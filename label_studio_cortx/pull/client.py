@@ -9,7 +9,14 @@ from urllib.parse import urlsplit
 import boto3
 
 from ..connection import ca_bundle as ca_bundles
-from ..connection.config import DEFAULT_LIMITS, DEFAULT_REGION, ClientLimits, botocore_config, botocore_session
+from ..connection.config import (
+    DEFAULT_LIMITS,
+    DEFAULT_REGION,
+    ClientLimits,
+    acknowledge_at_once,
+    botocore_config,
+    botocore_session,
+)
 from .errors import SnapshotError
 
 
@@ -85,7 +92,7 @@ def make_client(
     limits = ClientLimits(connect_timeout, read_timeout, max_attempts, max_pool_connections)
     config = botocore_config(limits, path_style=path_style)
     session = boto3.session.Session(botocore_session=botocore_session())
-    return session.client(
+    client = session.client(
         "s3",
         endpoint_url=endpoint_url,
         aws_access_key_id=access_key,
@@ -95,3 +102,5 @@ def make_client(
         verify=verify_arg,
         config=config,
     )
+    acknowledge_at_once(client)
+    return client

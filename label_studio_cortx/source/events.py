@@ -211,8 +211,7 @@ def _apply_batch(storage, link_class, events: dict, progress, started, client, p
         objects = sync.read_new_objects(storage, created, None if storage.use_blob_urls else pool, progress, partial)
         etags = {entry["Key"]: entry["ETag"] for entry in created}
         ids = create_tasks(storage, link_class, objects, progress, etags, started)
-        progress.created += len(ids)
-        progress.task_ids_for_webhook.extend(ids)
+        progress.add_created(ids)
         if partial:
             sync.record_partial_files(storage, partial, etags)
     if known_changed and storage.sync_update_changed:

@@ -34,7 +34,7 @@ def iter_pages(client, bucket: str, params: dict, page_size: int = 1000, ranges:
     of pages (one, or ``key_ranges.BUFFER_PAGES`` per range when ``ranges`` > 1)."""
     listed = False
     try:
-        if ranges > 1:
+        if ranges != 1:
             pages = key_ranges.iter_pages(client, bucket, params, ranges, page_size)
         else:
             paginator = client.get_paginator("list_objects_v2")
@@ -56,9 +56,17 @@ def iter_pages(client, bucket: str, params: dict, page_size: int = 1000, ranges:
         yield page.get("Contents", [])
 
 
+# Handed on in place of a page when a listing in key ranges starts again from the beginning in one pass: the pages
+# before it may come again. An empty page, so a consumer that does not look for it only sees keys twice.
+RELISTING: list[dict] = []
+
+
 def iter_object_pages(storage, ranges: int = 1) -> Iterator[list[dict]]:
-    """Listing pages of a source storage, with folders and keys outside the regex filter removed; ``ranges`` > 1
-    lists key ranges at once (a sync's whole pass; a preview that reads one page stays one request)."""
+    """Listing pages of a source storage, with folders and keys outside the regex filter removed; ``ranges`` other
+    than 1 lists key ranges at once (a sync's whole pass; a preview that reads one page stays one request).
+
+    A store found listing out of UTF-8 binary order while in ranges is listed again from the beginning in one
+    pass, with :data:`RELISTING` first: key ranges would skip keys there, a second pass only repeats some."""
     try:
         wanted = patterns.matcher(storage.regex_filter)
     except patterns.PatternError as exc:
@@ -69,12 +77,17 @@ def iter_object_pages(storage, ranges: int = 1) -> Iterator[list[dict]]:
         try:
             for page in iter_pages(client, storage.bucket, list_params(storage), ranges=ranges):
                 yield [obj for obj in page if not obj["Key"].endswith("/") and wanted(obj["Key"])]
+            return
         except key_ranges.KeyOrderError:
-            raise StorageConnectionError(
-                "This store does not list keys in UTF-8 binary order, so its listing cannot be split into key "
-                "ranges: an administrator sets CORTX_LIST_RANGES to 1, then sync again (the tasks created so far "
-                "are kept and not created twice)."
-            ) from None
+            logger.warning(
+                "The store of CORTX storage %s lists keys out of UTF-8 binary order (folders where their names "
+                "sort): bucket %s is listed again in one pass; CORTX_LIST_RANGES=1 saves the second listing",
+                storage.pk,
+                storage.bucket,
+            )
+        yield RELISTING
+        for page in iter_pages(client, storage.bucket, list_params(storage)):
+            yield [obj for obj in page if not obj["Key"].endswith("/") and wanted(obj["Key"])]
 
 
 def read_ahead(iterator: Iterator, depth: int = 2) -> Iterator:

@@ -59,7 +59,7 @@ def _update_changed_file(storage, link_class, key: str, progress, started) -> No
                 Task.objects.filter(pk=task.pk).update(**changes)
                 updated += 1
     created = create_tasks(storage, link_class, list(by_row.values()), progress, seen=started)
-    progress.created += len(created)
+    progress.add_created(created)
     progress.updated += updated
     if skipped:
         progress.error(f"{key}: changed, but {skipped} task(s) with annotations were left as they are")

@@ -26,7 +26,7 @@ from webhooks.utils import emit_webhooks_for_instance
 from .. import conf, rows
 from ..connection.errors import MAX_REPORTED_ERRORS, CappedMessages, StorageError, translated
 from . import reconcile
-from .listing import iter_object_pages, read_ahead
+from .listing import RELISTING, iter_object_pages, read_ahead
 from .task_files import (
     TASK_FILE_EXTENSIONS,
     TaskFile,
@@ -117,11 +117,10 @@ def _import_streamed(storage, link_class, key: str, etag: str | None, progress: 
             )
             new = [obj for obj in chunk if obj.row_index not in linked]
             created = create_tasks(storage, link_class, new, progress, {key: etag}, started)
-            progress.created += len(created)
-            progress.task_ids_for_webhook.extend(created)
+            progress.add_created(created)
             _emit_created(storage, progress)
             storage.info_update_progress(
-                last_sync_count=progress.created, tasks_existed=progress.existed, errors=progress.error_count
+                last_sync_count=progress.created, tasks_existed=progress.existed_count, errors=progress.error_count
             )
     except TaskFileError as exc:
         # The file itself is broken: reported until it changes, not read again meanwhile.
@@ -193,6 +192,15 @@ def record_partial_files(storage, partial: dict[str, TaskFile], etags: dict) -> 
         )
 
 
+def _keys_linked_since(link_class, storage, first_task_id: int | None) -> int:
+    """Keys of the storage linked to tasks from ``first_task_id`` on (the ones this sync created: task ids only
+    grow, and one storage syncs once at a time)."""
+    if first_task_id is None:
+        return 0
+    links = link_class.objects.filter(storage_id=storage.pk, task_id__gte=first_task_id)
+    return links.values("key").distinct().count()
+
+
 def scan_and_create_links(storage, link_class) -> SyncProgress:
     """The import sync: every new object of the bucket becomes tasks, page by page."""
     storage.info_set_in_progress()
@@ -201,6 +209,9 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
     pool = None if storage.use_blob_urls else ThreadPoolExecutor(max_workers=conf.read_workers())
     try:
         for entries in read_ahead(iter_object_pages(storage, ranges=conf.list_ranges())):
+            if entries is RELISTING:
+                progress.relisting(_keys_linked_since(link_class, storage, progress.first_task_id))
+                continue
             if not entries:
                 continue
             keys = [entry["Key"] for entry in entries]
@@ -212,8 +223,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
             objects = read_new_objects(storage, [e for e in new_entries if e not in large], pool, progress, partial)
             etags = {entry["Key"]: entry.get("ETag") for entry in entries}
             created = create_tasks(storage, link_class, objects, progress, etags, started)
-            progress.created += len(created)
-            progress.task_ids_for_webhook.extend(created)
+            progress.add_created(created)
             for entry in large:
                 _import_streamed(storage, link_class, entry["Key"], entry.get("ETag"), progress, started)
             if existing and not storage.use_blob_urls:
@@ -226,7 +236,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
             if storage.sync_remove_missing or storage.sync_update_changed:
                 reconcile.mark_seen(storage, link_class, entries, started, progress)
             storage.info_update_progress(
-                last_sync_count=progress.created, tasks_existed=progress.existed, errors=progress.error_count
+                last_sync_count=progress.created, tasks_existed=progress.existed_count, errors=progress.error_count
             )
     finally:
         if pool is not None:
@@ -234,7 +244,7 @@ def scan_and_create_links(storage, link_class) -> SyncProgress:
 
     if storage.sync_remove_missing:
         reconcile.remove_missing(storage, link_class, started, progress)
-    counts = {"tasks_existed": progress.existed}
+    counts = {"tasks_existed": progress.existed_count}
     if storage.sync_update_changed:
         counts["tasks_updated"] = progress.updated
     if storage.sync_remove_missing:

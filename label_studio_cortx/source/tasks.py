@@ -25,8 +25,29 @@ class SyncProgress:
     removed: int = 0
     kept_missing: int = 0
 
+    first_task_id: int | None = None  # the smallest task id this sync created (ids only grow)
+
     def error(self, message: str) -> None:
         self.errors.add(message)
+
+    def add_created(self, task_ids: list[int]) -> None:
+        """Count tasks this sync created and queue them for the TASKS_CREATED webhook."""
+        if task_ids:
+            self.created += len(task_ids)
+            self.task_ids_for_webhook.extend(task_ids)
+            lowest = min(task_ids)
+            self.first_task_id = lowest if self.first_task_id is None else min(self.first_task_id, lowest)
+
+    def relisting(self, keys_linked: int) -> None:
+        """The listing starts again from the beginning: the keys this sync linked (``keys_linked``) will be
+        found linked again and are not to count as existing, and every problem will be found again."""
+        self.existed = -keys_linked
+        self.errors = CappedMessages(MAX_REPORTED_ERRORS)
+
+    @property
+    def existed_count(self) -> int:
+        # Below zero only while a second listing has not yet come back to the keys this sync linked.
+        return max(0, self.existed)
 
     @property
     def error_count(self) -> int:
