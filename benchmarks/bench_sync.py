@@ -423,6 +423,9 @@ class PostgresDatabases:
             return
         template = f" TEMPLATE {self.name(source)}" if source else ""
         self._admin(f"CREATE DATABASE {self.name(name)}{template}")
+        # PostgreSQL 15 copies the template through its buffers and WAL: written out now, not by the checkpointer
+        # during the next timed scenario (nor are an earlier scenario's writes).
+        self._admin("CHECKPOINT")
         self.created.add(name)
 
     def drop(self, name: str) -> None:

@@ -50,13 +50,15 @@ MAX_KEY_BYTES = 1024
 # Most a range's size may change from one estimate to the next.
 MAX_FACTOR = 8
 # ``ranges`` value that lets the first page choose: AUTO_RANGES when the client's own work (its thread's CPU time)
-# was less than STORE_BOUND_SHARE of the page's wall time, else one pass. Measured per page of 1,000 keys: Ceph
-# RGW 60-65 ms with 20-22 ms of client CPU (two ranges list 1.8x as fast), SeaweedFS 25 ms with 22 ms (two ranges
-# are slower): docs/performance.md, "Concurrent listing". More than two slow a files-mode sync down, the writer
-# needing the same interpreter.
+# was less than STORE_BOUND_SHARE of the page's wall time, so the store made it wait three times as long as it
+# worked; else one pass. On the stores measured here one pass is the faster: SeaweedFS and Ceph RGW (once the
+# client acknowledges responses at once, connection.config) answer a page of 1,000 keys in about the time the
+# client spends parsing it, and two ranges there were slower or no faster (docs/performance.md, "Concurrent
+# listing"). A distant or busy store leaves the client waiting most of each page; two ranges halve that wait, and
+# more would compete with the sync's writer for the one interpreter.
 AUTO = 0
 AUTO_RANGES = 2
-STORE_BOUND_SHARE = 0.5
+STORE_BOUND_SHARE = 0.25
 
 _PRINTABLE = "".join(chr(code) for code in range(0x20, 0x7F))
 # Alphabets a position may take, smallest first; a position takes the first that holds every character seen there.
