@@ -66,8 +66,8 @@ TABLE: tuple[Setting, ...] = (
     Setting("CORTX_SYNC_WAIT_SECONDS", 5.0, float, "How long a Sync request waits for the sync before it "
             "answers 'in progress'."),
     Setting("CORTX_LIST_RANGES", "auto", _ranges, "Key ranges a source sync's listing walks at once "
-            "(ListObjectsV2 with StartAfter), pages still in key order: 'auto' (two where the store, not the client, "
-            "held up the first page, else one) or a number from 1 to 16."),
+            "(ListObjectsV2 with StartAfter), pages still in key order: 'auto' (two where the store kept the client "
+            "waiting three times as long as it worked on the first page, else one) or a number from 1 to 16."),
     Setting("CORTX_READ_WORKERS", 8, int, "Concurrent GETs of task files (tasks mode)."),
     Setting("CORTX_TASK_FILE_STREAM_BYTES", 8 * 1024 * 1024, int, "Task files at least this large (bytes) are "
             "streamed, their tasks created in chunks of 1,000 rows, instead of read whole."),
