@@ -39,8 +39,8 @@ bench-smoke:
 	$(BIN)/python benchmarks/bench_sync.py --quick --server rgw --sizes 1000 --tasks-size 200 --export-size 200 --jsonl-rows 0 --no-doc
 	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 1,4 --web runserver,gunicorn,uwsgi
 	$(BIN)/python benchmarks/bench_media.py --quick --seconds 2 --clients 4 --server seaweedfs --db postgresql --web gunicorn --rounds 2 --round-seconds 1
-	$(BIN)/python benchmarks/bench_listing.py --server seaweedfs --keys 3000 --ranges 1,2 --repeat 1
-	$(BIN)/python benchmarks/bench_listing.py --server rgw --keys 3000 --ranges 1,2 --repeat 1
+	$(BIN)/python benchmarks/bench_listing.py --server seaweedfs --keys 3000 --ranges 1,2,auto --repeat 1
+	$(BIN)/python benchmarks/bench_listing.py --server rgw --keys 3000 --ranges 1,2,auto --repeat 1 --delayed-acks
 	$(BIN)/python benchmarks/bench_listing.py --server moto --keys 1000 --ranges 1,2 --repeat 1
 
 # Label Studio with the plugin against your own store (see README "Use your own CORTX endpoint").

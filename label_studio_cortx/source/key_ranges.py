@@ -1,10 +1,11 @@
 """Listing one bucket as consecutive key ranges at once, the pages still handed on in key order.
 
 Owns the split of a ListObjectsV2 pass into key ranges (``StartAfter``) listed by threads of their own. On a
-store where a listing page is mostly spent waiting for the server (Ceph RGW lists twice the keys per second with
-two ranges: docs/performance.md, "Concurrent listing") this shortens the files-mode sync, which the listing holds
-up; where the client's own parsing is the limit (SeaweedFS) it changes little, so the number of ranges is a
-setting (``CORTX_LIST_RANGES``).
+store where a listing page is mostly spent waiting for the server (Ceph RGW before the client acknowledged
+responses at once listed twice the keys per second with two ranges: docs/performance.md, "Concurrent listing") this
+shortens the sync, which the listing holds up; where the client's own parsing is the limit (SeaweedFS, Ceph RGW
+now) it changes nothing or slows it down, so the number of ranges is a setting (``CORTX_LIST_RANGES``), by default
+chosen from the first page's timing (``AUTO``).
 
 Where the ranges should end is not known in advance. The first page is listed alone; from its keys a scale is
 built that reads a key as a number (each character position a digit of the alphabet the page shows there:
@@ -15,7 +16,8 @@ compared in Python's string order, which is S3's UTF-8 binary order.
 
 That order is the one assumption, and not every store keeps it: SeaweedFS lists a "folder" where its name sorts
 (``d/x`` before ``d-x``) and reads ``StartAfter`` the same way. A first page out of that order is listed on in one
-pass; a later page out of order stops the listing with :class:`KeyOrderError` (nothing is skipped silently).
+pass; a later page out of order stops the listing with :class:`KeyOrderError` (nothing is skipped silently; the
+caller, ``listing``, lists the bucket again in one pass).
 
 The caller reads the ranges one after the other, so pages arrive in key order (tasks keep the bucket's order and
 the writer's per-page key-range query holds), and a range's thread waits once ``BUFFER_PAGES`` of its pages wait
