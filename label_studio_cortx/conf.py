@@ -27,8 +27,9 @@ def _list(text: str | list | tuple) -> list[str]:
     return [str(item).strip() for item in items or [] if item and str(item).strip()]
 
 
-def _ranges(text: str) -> str | int:
-    return "auto" if text.strip().lower() == "auto" else int(text)
+def _ranges(value: str | int) -> str | int:
+    """``auto`` (any case) or a number: from the environment, or as a Django setting."""
+    return "auto" if isinstance(value, str) and value.strip().lower() == "auto" else int(value)
 
 
 @dataclass(frozen=True)
@@ -196,10 +197,8 @@ def task_file_stream_bytes() -> int:
 def list_ranges() -> int:
     """0 for "auto" (``source.key_ranges.AUTO``), else from 1 to 16: each range holds a pooled connection and up to
     six pages while it waits for the reader."""
-    value = get("CORTX_LIST_RANGES")
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return 0
-    return max(1, min(int(value), 16))
+    value = _ranges(get("CORTX_LIST_RANGES"))
+    return 0 if value == "auto" else max(1, min(value, 16))
 
 
 def read_workers() -> int:
